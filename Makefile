@@ -1,0 +1,53 @@
+# Two set-up commands for a fresh machine: `make run` and `make test` (see README).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export DO_NOT_TRACK := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: install run test lint format dev bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+# The whole pipeline on the built-in default (synthetic) data, then the results table.
+run: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster asset materialize -m pipeline.definitions --select '*'
+	@$(BIN)/rib table artifacts/baselines
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The Dagster UI on 127.0.0.1 with run history kept in .dagster/.
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -m pipeline.definitions -h 127.0.0.1 -p 3000
+
+bench: install
+	$(BIN)/python benchmarks/features_10m.py
+
+clean:
+	rm -rf artifacts .dagster .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Dagster definitions for the RIB pipeline: thin assets over the `rib` library."""

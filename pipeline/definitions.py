@@ -1,0 +1,19 @@
+"""`dagster dev -m pipeline.definitions` loads this. Heavy libraries are imported inside assets."""
+
+from dagster import Definitions, define_asset_job
+
+from pipeline.assets import baseline_comparison, features, raw_micro_behaviors
+from pipeline.checks import every_row_accounted_for, quarantine_share, test_targets_known
+from pipeline.resources import RibParams
+
+ALL_ASSETS = [raw_micro_behaviors, features, baseline_comparison]
+ALL_CHECKS = [every_row_accounted_for, quarantine_share, test_targets_known]
+
+rib_pipeline_job = define_asset_job("rib_pipeline", selection=ALL_ASSETS, description="Raw logs to comparison table.")
+
+defs = Definitions(
+    assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
+    jobs=[rib_pipeline_job],
+    resources={"rib_params": RibParams()},
+)

@@ -1,0 +1,18 @@
+"""Typed resources: where the configuration lives, and the paths it gives."""
+
+from dagster import ConfigurableResource
+
+from rib.params import Params, load_params
+
+
+class RibParams(ConfigurableResource):
+    """params.yaml, the single source of configuration; artifacts_dir overrides its folder."""
+
+    params_path: str = "params.yaml"
+    artifacts_dir: str | None = None
+
+    def load(self) -> Params:
+        params = load_params(self.params_path)
+        if self.artifacts_dir:
+            params.artifacts_dir = self.artifacts_dir
+        return params

@@ -1,0 +1,140 @@
+"""The `rib` command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from rib.errors import InputFileError
+from rib.params import DEFAULT_PARAMS, load_params
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from rib.synthetic import generate
+
+    params = load_params(args.params)
+    config = params.synthetic
+    if args.n_sessions is not None:
+        config = dataclasses.replace(config, n_sessions=args.n_sessions)
+    if args.seed is not None:
+        config = dataclasses.replace(config, seed=args.seed)
+    out = Path(args.out or params.data.inputs[0])
+    counts = generate(config, out)
+    print(json.dumps({"out": str(out), **counts}))
+
+
+def _cmd_ingest(args: argparse.Namespace) -> None:
+    from rib.ingest import ingest
+
+    report = ingest(args.format, args.inputs, args.out, args.config)
+    print(report.to_json())
+
+
+def _cmd_features(args: argparse.Namespace) -> None:
+    from rib.features import build_features
+
+    summary = build_features(args.input, args.out, load_params(args.params).features)
+    print(json.dumps(summary["splits"], indent=2))
+
+
+def _cmd_baselines(args: argparse.Namespace) -> None:
+    from rib.compare import comparison_markdown, evaluate_baselines, write_comparison
+
+    evaluation = load_params(args.params).evaluation
+    summary = json.loads((Path(args.features) / "summary.json").read_text())
+    records = evaluate_baselines(
+        args.features, args.models or evaluation.baselines, evaluation.ks, evaluation.exclude_last_sku
+    )
+    document = write_comparison(
+        records, args.out, synthetic=summary["synthetic"], data=summary["input"], k=evaluation.ks[0]
+    )
+    print(comparison_markdown(document))
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> None:
+    from rib.compare import comparison_markdown, evaluate_baselines, write_comparison
+    from rib.features import build_features
+    from rib.ingest import ingest
+
+    params = load_params(args.params)
+    out = Path(args.out)
+    report = ingest(args.format, args.inputs, out / "ingest", args.config)
+    summary = build_features(out / "ingest" / "micro_behaviors.parquet", out / "features", params.features)
+    evaluation = params.evaluation
+    records = evaluate_baselines(
+        out / "features", args.models or evaluation.baselines, evaluation.ks, evaluation.exclude_last_sku
+    )
+    data = ", ".join(Path(p).name for p in args.inputs)
+    document = write_comparison(
+        records, out, synthetic=summary["synthetic"] or report.synthetic, data=data, k=evaluation.ks[0]
+    )
+    print(comparison_markdown(document))
+
+
+def _cmd_table(args: argparse.Namespace) -> None:
+    from rib.compare import COMPARISON_JSON, comparison_markdown
+
+    print(comparison_markdown(json.loads((Path(args.dir) / COMPARISON_JSON).read_text())))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rib", description="Micro-behavior session recommendation (RIB).")
+    parser.add_argument("--params", default=str(DEFAULT_PARAMS), help="params.yaml to read (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write the synthetic default dataset (canonical Parquet)")
+    generate.add_argument("--out", help="output Parquet file (default: the first data input of params.yaml)")
+    generate.add_argument("--n-sessions", type=int)
+    generate.add_argument("--seed", type=int)
+    generate.set_defaults(run=_cmd_generate)
+
+    ingest = commands.add_parser("ingest", help="raw logs -> micro_behaviors.parquet, quarantine, report")
+    ingest.add_argument("--format", required=True, choices=["jd", "events", "canonical"])
+    ingest.add_argument("--config", help="YAML describing an event log (required with --format events)")
+    ingest.add_argument("--out", required=True, help="output folder")
+    ingest.add_argument("inputs", nargs="+", metavar="INPUT")
+    ingest.set_defaults(run=_cmd_ingest)
+
+    features = commands.add_parser("features", help="canonical table -> features folder (DuckDB)")
+    features.add_argument("--input", required=True, help="micro_behaviors.parquet")
+    features.add_argument("--out", required=True)
+    features.set_defaults(run=_cmd_features)
+
+    baselines = commands.add_parser("baselines", help="evaluate the baselines on a features folder")
+    baselines.add_argument("--features", required=True)
+    baselines.add_argument("--out", required=True)
+    baselines.add_argument("--models", nargs="+")
+    baselines.set_defaults(run=_cmd_baselines)
+
+    benchmark = commands.add_parser("benchmark", help="ingest, features and every model: comparison.json/.md")
+    benchmark.add_argument("--format", required=True, choices=["jd", "events", "canonical"])
+    benchmark.add_argument("--config")
+    benchmark.add_argument("--out", required=True)
+    benchmark.add_argument("--models", nargs="+")
+    benchmark.add_argument("inputs", nargs="+", metavar="INPUT")
+    benchmark.set_defaults(run=_cmd_benchmark)
+
+    table = commands.add_parser("table", help="print the comparison table of a results folder")
+    table.add_argument("dir")
+    table.set_defaults(run=_cmd_table)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except InputFileError as error:
+        print(f"rib: error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as error:
+        print(f"rib: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

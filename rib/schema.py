@@ -1,0 +1,60 @@
+"""The canonical micro-behavior table every source produces, and the paper's activity codes."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# The paper's Table 1, in the order of its codes.
+ACTIVITY_NAMES: dict[int, str] = {
+    1: "Home2Product",
+    2: "ShopList2Product",
+    3: "Sale2Product",
+    4: "Cart2Product",
+    5: "SearchList2Product",
+    6: "Detail_comments",
+    7: "Detail_specification",
+    8: "Detail_bottom",
+    9: "Cart",
+    10: "Order",
+}
+CLICK_SOURCES = (1, 2, 3, 4, 5)
+BROWSING_MODULES = (6, 7, 8)
+CART, ORDER = 9, 10
+
+# One row per micro-behavior, ordered by (session_id, position).
+MICRO_BEHAVIOR_SCHEMA = pa.schema(
+    [
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("user_id", pa.string()),  # null where the source has no user
+        pa.field("position", pa.int32(), nullable=False),  # 0-based, contiguous within a session
+        pa.field("sku", pa.string(), nullable=False),
+        pa.field("category", pa.string()),
+        pa.field("activity", pa.int8(), nullable=False),  # 1..10, ACTIVITY_NAMES
+        pa.field("dwell_seconds", pa.float64(), nullable=False),
+        pa.field("time_interval_seconds", pa.float64()),  # to the next micro-behavior
+        pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+    ]
+)
+COLUMNS = MICRO_BEHAVIOR_SCHEMA.names
+
+# Rejected input rows, one per row (or line, or token), with where it came from and why.
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("line_number", pa.int64()),  # 1-based line in a text file, row in Parquet
+        pa.field("token_index", pa.int32()),  # 0-based token within a JD line, else null
+        pa.field("reason", pa.string(), nullable=False),  # a short code, counted in the report
+        pa.field("detail", pa.string()),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+SYNTHETIC_METADATA_KEY = b"rib.synthetic"
+
+
+def is_synthetic(parquet_path: str) -> bool:
+    """True when a canonical Parquet file was written by the synthetic generator."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(parquet_path).metadata or {}
+    return metadata.get(SYNTHETIC_METADATA_KEY) == b"true"

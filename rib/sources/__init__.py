@@ -1,0 +1,1 @@
+"""Sources: each turns one kind of raw log into the canonical micro-behavior table."""

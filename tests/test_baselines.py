@@ -1,0 +1,76 @@
+import math
+
+import numpy as np
+import pytest
+from helpers import write_canonical
+
+from rib.baselines import ItemKNN, Pop, SessionPop
+from rib.dataset import SplitData, load_vocab
+from rib.features import FeatureConfig, build_features
+from rib.metrics import evaluate
+
+ALL_TRAIN = FeatureConfig(validation_fraction=0.0, test_fraction=0.0)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    sessions = {
+        "s1": [("A", 5, 1), ("B", 5, 1), ("A", 6, 1)],  # sets: {A, B}
+        "s2": [("A", 5, 1), ("C", 5, 1)],  # {A, C}
+        "s3": [("B", 5, 1), ("C", 5, 1), ("C", 9, 1)],  # {B, C}, C one visit of two micro-behaviors
+        "s4": [("A", 5, 1), ("B", 5, 1)],  # {A, B}
+    }
+    build_features(write_canonical(tmp_path / "mb.parquet", sessions), tmp_path / "f", ALL_TRAIN)
+    vocab = load_vocab(tmp_path / "f")
+    ids = {sku: i for i, sku in enumerate(vocab["sku"])}
+    return SplitData.load(tmp_path / "f", "train"), len(vocab["sku"]), ids
+
+
+def test_pop_counts_visits(tiny):
+    train, n_items, ids = tiny
+    pop = Pop().fit(train, n_items)
+    assert pop.scores[ids["A"]] == 4  # A visited twice in s1
+    assert pop.scores[ids["B"]] == 3 and pop.scores[ids["C"]] == 2
+    assert pop.scores[0] == pop.scores[1] == 0
+
+
+def test_item_knn_matches_the_papers_formula(tiny):
+    train, n_items, ids = tiny
+    knn = ItemKNN().fit(train, n_items)
+    sim = knn.similarity.toarray()
+    freq = {"A": 3, "B": 3, "C": 2}  # sessions containing each SKU
+    together = {("A", "B"): 2, ("A", "C"): 1, ("B", "C"): 1}
+    for (i, j), n in together.items():
+        expected = n / math.sqrt(freq[i] * freq[j])
+        assert sim[ids[i], ids[j]] == pytest.approx(expected)
+        assert sim[ids[j], ids[i]] == pytest.approx(expected)
+    assert sim[ids["A"], ids["A"]] == 0  # never recommends the SKU the session is on
+
+
+def test_session_pop_ranks_session_items_by_count_then_recency_then_pop(tiny):
+    train, n_items, ids = tiny
+    spop = SessionPop().fit(train, n_items)
+    batch = train.batch(np.array([1]))  # s1's second example: input [A, B], target A
+    assert batch.sku[0].tolist() == [ids["A"], ids["B"]]
+    scores = spop.score_all(batch)[0]
+    assert scores[ids["B"]] > scores[ids["A"]] > scores[ids["C"]]  # same count: B more recent
+    repeated = train.batch(np.array([0, 1]))  # inputs [A] and [A, B]
+    both = spop.score_all(repeated)
+    assert both[0][ids["A"]] > both[0][ids["B"]] > both[0][ids["C"]]  # outside the session: POP order
+
+
+def test_a_known_answer_that_item_knn_gets_right_and_pop_does_not(tmp_path):
+    # The next SKU is always the partner of the current one: item i -> i + 100.
+    rng = np.random.default_rng(0)
+    sessions = {}
+    for s in range(600):
+        first = int(rng.integers(0, 50))
+        sessions[f"s{s:04d}"] = [(f"p{first}", 5, 1), (f"p{first + 100}", 5, 1)]
+    build_features(write_canonical(tmp_path / "mb.parquet", sessions), tmp_path / "f")
+    n_items = len(load_vocab(tmp_path / "f")["sku"])
+    train, test = SplitData.load(tmp_path / "f", "train"), SplitData.load(tmp_path / "f", "test")
+    knn = evaluate(ItemKNN().fit(train, n_items).score_all, test, ks=(1,), n_items=n_items)
+    pop = evaluate(Pop().fit(train, n_items).score_all, test, ks=(1,), n_items=n_items)
+    known = 1 - knn["oov_targets"] / knn["n"]
+    assert knn["recall@1"] == pytest.approx(known) and known > 0.9
+    assert pop["recall@1"] < 0.1

@@ -1,0 +1,144 @@
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rib.errors import InputFileError
+from rib.ingest import ingest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+T0 = 1_700_000_000
+
+
+def rows_of(out: Path) -> list[dict]:
+    return pq.read_table(out / "micro_behaviors.parquet").to_pylist()
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+TAOBAO_LIKE = [  # user, item, category, behavior, unix seconds
+    (1, 100, 7, "pv", T0),
+    (1, 100, 7, "cart", T0 + 5),
+    (1, 200, 7, "pv", T0 + 30),
+    (1, 300, 8, "pv", T0 + 100),
+    # 2 hours later: a new session for user 1
+    (1, 400, 8, "pv", T0 + 7300),
+    (1, 500, 8, "buy", T0 + 7310),
+    (2, 100, 7, "pv", T0 + 50),
+    (2, 600, 9, "pv", T0 + 80),
+]
+
+
+def test_taobao_layout_sessions_cut_by_gap_and_dwell_derived(tmp_path):
+    log = tmp_path / "UserBehavior.csv"
+    log.write_text("".join(f"{u},{i},{c},{b},{t}\n" for u, i, c, b, t in TAOBAO_LIKE))
+
+    report = ingest("events", [log], tmp_path / "out", EXAMPLES / "taobao.yaml")
+
+    assert (report.read, report.kept, report.quarantined, report.sessions) == (8, 8, 0, 3)
+    rows = rows_of(tmp_path / "out")
+    sessions = {}
+    for r in rows:
+        sessions.setdefault(r["session_id"], []).append(r)
+    assert sorted(sessions) == ["1#1", "1#2", "2#1"]
+    first = sessions["1#1"]
+    assert [r["sku"] for r in first] == ["100", "100", "200", "300"]
+    assert [r["activity"] for r in first] == [1, 9, 1, 1]
+    # Visit on 100 starts at T0, next visit (200) at T0+30: dwell 30 for both of its events.
+    # 200: T0+30 -> T0+100 = 70. The last visit (300) has one event: observed dwell 0.
+    assert [r["dwell_seconds"] for r in first] == [30.0, 30.0, 70.0, 0.0]
+    assert [r["time_interval_seconds"] for r in first] == [5.0, 25.0, 70.0, None]
+    assert [r["position"] for r in first] == [0, 1, 2, 3]
+    assert [r["sku"] for r in sessions["1#2"]] == ["400", "500"]
+    assert sessions["1#2"][0]["dwell_seconds"] == 10.0
+    assert all(r["user_id"] == "1" for r in first)
+
+
+def test_last_visit_dwell_is_its_observed_span(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text(f"1,100,7,pv,{T0}\n1,200,7,pv,{T0 + 10}\n1,200,7,cart,{T0 + 25}\n1,200,7,buy,{T0 + 40}\n")
+    ingest("events", [log], tmp_path / "out", EXAMPLES / "taobao.yaml")
+    assert [r["dwell_seconds"] for r in rows_of(tmp_path / "out")] == [10.0, 30.0, 30.0, 30.0]
+
+
+def test_rees46_layout_with_sessions_and_excluded_events(tmp_path):
+    log = tmp_path / "2019-Oct.csv"
+    log.write_text(
+        "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n"
+        "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,s-a\n"
+        "2019-10-01 00:00:20 UTC,cart,44600062,2103807459595387724,,shiseido,35.79,541312140,s-a\n"
+        "2019-10-01 00:01:00 UTC,view,3900821,2053013552326770905,appliances,aqua,33.20,541312140,s-a\n"
+        "2019-10-01 00:01:30 UTC,remove_from_cart,44600062,2103807459595387724,,shiseido,35.79,541312140,s-a\n"
+        "2019-10-01 00:02:00 UTC,purchase,3900821,2053013552326770905,appliances,aqua,33.20,541312140,s-a\n"
+        "2019-10-01 00:00:05 UTC,view,17200506,2053013559792632471,furniture,,543.10,554748717,s-b\n"
+        "2019-10-01 00:00:09 UTC,click,1307067,2053013558920217191,computers,lenovo,251.74,554748717,s-b\n"
+    )
+
+    report = ingest("events", [log], tmp_path / "out", EXAMPLES / "rees46.yaml")
+
+    assert (report.read, report.kept, report.quarantined) == (7, 5, 2)
+    assert report.reasons == {"excluded_event_type": 1, "unmapped_event_type": 1}
+    quarantine = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    assert sorted(r["line_number"] for r in quarantine) == [5, 8]  # header is line 1
+    rows = [r for r in rows_of(tmp_path / "out") if r["session_id"] == "s-a"]
+    assert [(r["sku"], r["activity"]) for r in rows] == [
+        ("44600062", 1),
+        ("44600062", 9),
+        ("3900821", 1),
+        ("3900821", 10),
+    ]
+    assert [r["dwell_seconds"] for r in rows] == [60.0, 60.0, 60.0, 60.0]
+
+
+def test_jsonl_and_parquet_logs_with_dwell_and_session_columns(tmp_path):
+    config = write_config(
+        tmp_path,
+        "columns: {session: sid, item: item, event_type: kind, dwell: dwell, timestamp: ts}\n"
+        "activity_map: {search_click: 5, spec: 7, cart: 9}\n",
+    )
+    events = [
+        {"sid": "a", "item": "x", "kind": "search_click", "dwell": 12.5, "ts": "2026-01-01T10:00:00"},
+        {"sid": "a", "item": "x", "kind": "spec", "dwell": 12.5, "ts": "2026-01-01T10:00:05"},
+        {"sid": "a", "item": "y", "kind": "cart", "dwell": -1, "ts": "2026-01-01T10:00:09"},
+        {"sid": "a", "item": "z", "kind": "cart", "dwell": 3, "ts": "not a time"},
+    ]
+    jsonl = tmp_path / "log.jsonl"
+    jsonl.write_text("".join(json.dumps(e) + "\n" for e in events))
+    parquet = tmp_path / "log2.parquet"
+    pq.write_table(pa.Table.from_pylist([{**events[0], "sid": "b"}, {**events[1], "sid": "b"}]), parquet)
+
+    report = ingest("events", [jsonl, parquet], tmp_path / "out", config)
+
+    assert (report.read, report.kept, report.quarantined) == (6, 4, 2)
+    assert report.reasons == {"negative_dwell": 1, "bad_timestamp": 1}
+    assert report.per_file[str(jsonl)] == {"read": 4, "kept": 2, "quarantined": 2}
+    rows = rows_of(tmp_path / "out")
+    assert [(r["session_id"], r["activity"], r["dwell_seconds"]) for r in rows] == [
+        ("a", 5, 12.5),
+        ("a", 7, 12.5),
+        ("b", 5, 12.5),
+        ("b", 7, 12.5),
+    ]
+
+
+def test_required_column_absent_names_the_file_and_column(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,when\n1,2,3\n")
+    config = write_config(
+        tmp_path, "columns: {user: user, item: item, event_type: kind, timestamp: when}\nactivity_map: {view: 1}\n"
+    )
+    with pytest.raises(InputFileError, match=r"log\.csv.*'kind'.*absent"):
+        ingest("events", [log], tmp_path / "out", config)
+    assert not (tmp_path / "out" / "micro_behaviors.parquet").exists()
+
+
+def test_config_without_session_or_user_is_rejected(tmp_path):
+    config = write_config(tmp_path, "columns: {item: item, event_type: kind, timestamp: ts}\nactivity_map: {v: 1}\n")
+    with pytest.raises(InputFileError, match=r"config\.yaml.*columns\.session"):
+        ingest("events", [tmp_path / "whatever.csv"], tmp_path / "out", config)

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+from helpers import write_canonical
+
+from rib.dataset import SplitData
+from rib.features import FeatureConfig, build_features
+from rib.metrics import evaluate, recall_mrr, target_ranks
+
+NEG = -np.inf
+
+
+def test_rank_is_one_plus_items_scoring_at_least_as_high():
+    #                  pad  oov   2    3    4    5
+    scores = np.array([[9.0, 9.0, 0.5, 0.9, 0.1, 0.7]])
+    assert target_ranks(scores, np.array([3])).tolist() == [1.0]  # pad and OOV never count
+    assert target_ranks(scores, np.array([5])).tolist() == [2.0]
+    assert target_ranks(scores, np.array([4])).tolist() == [4.0]
+
+
+def test_ties_count_pessimistically():
+    scores = np.array([[0, 0, 0.5, 0.5, 0.5, 0.2], [0, 0, 1.0, 1.0, 1.0, 1.0]])
+    # Target 3 ties with 2 and 4: rank 3, not 1. A constant scorer ranks the target last.
+    assert target_ranks(scores, np.array([3, 2])).tolist() == [3.0, 4.0]
+
+
+def test_unseen_target_is_a_miss_that_stays_in_the_denominator():
+    scores = np.array([[0, 10.0, 0.3, 0.2], [0, 0, 0.3, 0.2]])
+    ranks = target_ranks(scores, np.array([1, 2]))  # first target out of vocabulary
+    assert ranks[0] == np.inf and ranks[1] == 1.0
+    assert recall_mrr(ranks, k=1) == {"recall@1": 0.5, "mrr@1": 0.5, "n": 2}
+
+
+def test_nan_scores_rank_above_the_target():
+    scores = np.array([[0, 0, np.nan, 0.9, 0.1]])
+    assert target_ranks(scores, np.array([3])).tolist() == [2.0]
+
+
+def test_recall_and_mrr_hand_computed():
+    ranks = np.array([1.0, 2.0, 5.0, 21.0, np.inf])
+    figures = recall_mrr(ranks, k=20)
+    assert figures["recall@20"] == pytest.approx(3 / 5)
+    assert figures["mrr@20"] == pytest.approx((1 + 1 / 2 + 1 / 5) / 5)
+    assert figures["n"] == 5
+    assert recall_mrr(ranks, k=1) == {"recall@1": 0.2, "mrr@1": 0.2, "n": 5}
+
+
+def test_evaluate_over_a_split_with_last_sku_excluded(tmp_path):
+    # Every session: A then B. In test the input is [A], the target B.
+    sessions = {f"s{i}": [("A", 5, 1), ("B", 5, 1)] for i in range(50)}
+    src = write_canonical(tmp_path / "mb.parquet", sessions)
+    build_features(src, tmp_path / "f", FeatureConfig(validation_fraction=0.2, test_fraction=0.2))
+    test = SplitData.load(tmp_path / "f", "test")
+    a, b = 2, 3  # equal counts; the tie is broken by sku order: A=2, B=3
+
+    def prefers_last_item(batch):
+        scores = np.zeros((len(batch.lengths), 4))
+        scores[:, a] = 2.0  # the input's own last SKU
+        scores[:, b] = 1.0
+        return scores
+
+    with_rule = evaluate(prefers_last_item, test, ks=(1,), n_items=4)
+    without = evaluate(prefers_last_item, test, ks=(1,), n_items=4, exclude_last_sku=False)
+    assert with_rule["n"] == without["n"] == test.n_examples > 0
+    assert with_rule["recall@1"] == 1.0 and without["recall@1"] == 0.0
+    assert without["mrr@1"] == 0.0
