@@ -1,6 +1,6 @@
 """Print the statistics the synthetic generator is calibrated on, next to the real JD samples.
 
-    .venv/bin/python benchmarks/synthetic_vs_jd.py
+.venv/bin/python benchmarks/synthetic_vs_jd.py
 """
 
 from __future__ import annotations
