@@ -27,7 +27,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 # The whole pipeline on the built-in default (synthetic) data, then the results table.
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize -m pipeline.definitions --select '*'
-	@$(BIN)/rib table artifacts/baselines
+	@$(BIN)/rib table artifacts/comparison
 
 test: install
 	$(BIN)/ruff check .

@@ -2,11 +2,25 @@
 
 from dagster import Definitions, define_asset_job
 
-from pipeline.assets import baseline_comparison, features, raw_micro_behaviors
+from pipeline.assets import (
+    TRAINING_ASSETS,
+    baseline_comparison,
+    features,
+    model_comparison,
+    raw_micro_behaviors,
+    word2vec_embeddings,
+)
 from pipeline.checks import every_row_accounted_for, quarantine_share, test_targets_known
 from pipeline.resources import RibParams
 
-ALL_ASSETS = [raw_micro_behaviors, features, baseline_comparison]
+ALL_ASSETS = [
+    raw_micro_behaviors,
+    features,
+    word2vec_embeddings,
+    baseline_comparison,
+    *TRAINING_ASSETS,
+    model_comparison,
+]
 ALL_CHECKS = [every_row_accounted_for, quarantine_share, test_targets_known]
 
 rib_pipeline_job = define_asset_job("rib_pipeline", selection=ALL_ASSETS, description="Raw logs to comparison table.")

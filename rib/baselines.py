@@ -1,4 +1,4 @@
-"""Non-neural baselines with the common recommender contract: `fit(train, n_items)`, then
+"""Baselines with the common recommender contract: `fit(train, n_items)`, then
 `score_all(batch) -> (B, V)` scores for every SKU id (0 = padding, 1 = OOV are ignored).
 
 - POP: training popularity, counted in macro interactions (product visits).
@@ -71,13 +71,7 @@ class ItemKNN:
     name = "Item-KNN"
 
     def fit(self, train: SplitData, n_items: int) -> ItemKNN:
-        sku = np.asarray(train.sku)
-        session = np.repeat(np.arange(train.n_sessions), np.diff(train.session_offsets))
-        keep = sku > OOV
-        sessions_by_item = sp.csr_matrix(
-            (np.ones(int(keep.sum())), (session[keep], sku[keep])), shape=(train.n_sessions, n_items)
-        )
-        sessions_by_item.data[:] = 1.0  # repeats were summed: back to a set of SKUs per session
+        sessions_by_item = session_item_matrix(train, n_items)
         co = (sessions_by_item.T @ sessions_by_item).tocsr()  # (V, V) freq(ij), diagonal freq(i)
         freq = co.diagonal()
         norm = np.sqrt(np.where(freq > 0, freq, 1.0))
@@ -91,4 +85,91 @@ class ItemKNN:
         return self.similarity[batch.last_sku].toarray()
 
 
-BASELINES = {model.name: model for model in (Pop, SessionPop, ItemKNN)}
+def session_item_matrix(train: SplitData, n_items: int) -> sp.csr_matrix:
+    """Training sessions x SKUs, 1 where the SKU occurs in the session."""
+    sku = np.asarray(train.sku)
+    session = np.repeat(np.arange(train.n_sessions), np.diff(train.session_offsets))
+    keep = sku > OOV
+    matrix = sp.csr_matrix((np.ones(int(keep.sum())), (session[keep], sku[keep])), shape=(train.n_sessions, n_items))
+    matrix.data[:] = 1.0  # repeats were summed: back to a set of SKUs per session
+    return matrix
+
+
+def _mean_rows(vectors: np.ndarray, batch: Batch) -> np.ndarray:
+    """Mean of the vectors of each input's known SKUs. (B, d)"""
+    real = (np.arange(batch.sku.shape[1])[None, :] < batch.lengths[:, None]) & (batch.sku > OOV)
+    summed = (vectors[batch.sku] * real[..., None]).sum(axis=1)
+    return summed / np.maximum(real.sum(axis=1, keepdims=True), 1)
+
+
+class BPRMF:
+    name = "BPR-MF"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        iterations: int = 100,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        self.params = dict(
+            factors=factors,
+            iterations=iterations,
+            learning_rate=learning_rate,
+            regularization=regularization,
+            random_state=seed,
+        )
+
+    def fit(self, train: SplitData, n_items: int) -> BPRMF:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        model = BayesianPersonalizedRanking(**self.params, num_threads=1)
+        model.fit(session_item_matrix(train, n_items).astype(np.float32), show_progress=False)
+        self.item_factors = np.asarray(model.item_factors, np.float64)  # (V, f + 1), last column: bias
+        return self
+
+    def score_all(self, batch: Batch) -> np.ndarray:
+        session = _mean_rows(self.item_factors[:, :-1], batch)  # (B, f)
+        return session @ self.item_factors[:, :-1].T + self.item_factors[:, -1]
+
+
+class Word2VecLast:
+    name = "Word2vec"
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.unit = np.where(norms > 0, vectors / np.maximum(norms, 1e-12), 0.0)  # (V, d)
+
+    def fit(self, train: SplitData, n_items: int):
+        return self
+
+    def query(self, batch: Batch) -> np.ndarray:
+        return self.unit[batch.last_sku]  # (B, d)
+
+    def score_all(self, batch: Batch) -> np.ndarray:
+        return self.query(batch) @ self.unit.T  # cosine, (B, V)
+
+
+class Word2VecAvg(Word2VecLast):
+    name = "Word2vec Avg"
+
+    def query(self, batch: Batch) -> np.ndarray:
+        mean = _mean_rows(self.unit, batch)
+        return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+
+
+BASELINES = {model.name: model for model in (Pop, SessionPop, ItemKNN, BPRMF, Word2VecLast, Word2VecAvg)}
+NEEDS_WORD2VEC = {Word2VecLast.name, Word2VecAvg.name}
+
+
+def make_baseline(name: str, word2vec_sku: np.ndarray | None = None, bpr: dict | None = None):
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; known: {list(BASELINES)}")
+    if name in NEEDS_WORD2VEC:
+        if word2vec_sku is None:
+            raise ValueError(f"{name} needs the word2vec SKU vectors (run pretraining first)")
+        return BASELINES[name](word2vec_sku)
+    if name == BPRMF.name:
+        return BPRMF(**(bpr or {}))
+    return BASELINES[name]()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from rib.errors import InputFileError
+from rib.model import VARIANTS
 from rib.params import DEFAULT_PARAMS, load_params
 
 
@@ -41,21 +42,50 @@ def _cmd_features(args: argparse.Namespace) -> None:
 
 
 def _cmd_baselines(args: argparse.Namespace) -> None:
-    from rib.compare import comparison_markdown, evaluate_baselines, write_comparison
+    from rib.compare import aggregate, comparison_markdown, evaluate_baselines, write_comparison
+    from rib.word2vec import load_vectors
 
-    evaluation = load_params(args.params).evaluation
+    params = load_params(args.params)
+    evaluation = params.evaluation
     summary = json.loads((Path(args.features) / "summary.json").read_text())
+    vectors = load_vectors(args.word2vec, ("sku",)).get("sku") if args.word2vec else None
     records = evaluate_baselines(
-        args.features, args.models or evaluation.baselines, evaluation.ks, evaluation.exclude_last_sku
+        args.features,
+        args.models or evaluation.baselines,
+        evaluation.ks,
+        evaluation.exclude_last_sku,
+        word2vec_sku=vectors[0] if vectors else None,
+        bpr=dataclasses.asdict(params.bpr),
     )
-    document = write_comparison(
-        records, args.out, synthetic=summary["synthetic"], data=summary["input"], k=evaluation.ks[0]
-    )
-    print(comparison_markdown(document))
+    document = aggregate(records, synthetic=summary["synthetic"], data=summary["input"], k=evaluation.ks[0])
+    print(comparison_markdown(write_comparison(document, args.out)))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from rib.experiment import run_word2vec, train_one
+
+    params = load_params(args.params)
+    word2vec_dir = Path(args.out) / "word2vec"
+    run_word2vec(args.features, word2vec_dir, params)
+    record = train_one(args.features, word2vec_dir, args.out, params, args.model, args.variant)
+    print(json.dumps({k: record[k] for k in ("model", "variant", "best_epoch", "validation", "test")}, indent=2))
+
+
+def _cmd_recommend(args: argparse.Namespace) -> None:
+    from rib.recommend import load_checkpoint, recommend
+
+    model, vocab, config = load_checkpoint(args.checkpoint)
+    session = []
+    for token in args.session:  # sku+activity+dwell_seconds
+        sku, activity, dwell = token.rsplit("+", 2)
+        session.append((sku, int(activity), float(dwell)))
+    result = recommend(model, vocab, [session], k=args.k, max_len=config.get("max_len", 50))[0]
+    print(json.dumps(dataclasses.asdict(result), indent=2))
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
-    from rib.compare import comparison_markdown, evaluate_baselines, write_comparison
+    from rib.compare import aggregate, comparison_markdown, write_comparison
+    from rib.experiment import run_experiment
     from rib.features import build_features
     from rib.ingest import ingest
 
@@ -63,15 +93,26 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
     out = Path(args.out)
     report = ingest(args.format, args.inputs, out / "ingest", args.config)
     summary = build_features(out / "ingest" / "micro_behaviors.parquet", out / "features", params.features)
-    evaluation = params.evaluation
-    records = evaluate_baselines(
-        out / "features", args.models or evaluation.baselines, evaluation.ks, evaluation.exclude_last_sku
+    experiment = params.experiment
+    baselines = (
+        params.evaluation.baselines
+        if args.models is None
+        else [m for m in args.models if m not in ("RIB", "RIB-Attention")]
+    )
+    models = experiment.models if args.models is None else [m for m in args.models if m in ("RIB", "RIB-Attention")]
+    records = run_experiment(
+        out / "features",
+        out,
+        params,
+        seeds=args.seeds or experiment.seeds,
+        models=models,
+        variants=args.variants or experiment.variants,
+        baselines=baselines,
     )
     data = ", ".join(Path(p).name for p in args.inputs)
-    document = write_comparison(
-        records, out, synthetic=summary["synthetic"] or report.synthetic, data=data, k=evaluation.ks[0]
-    )
-    print(comparison_markdown(document))
+    synthetic = summary["synthetic"] or report.synthetic
+    document = aggregate(records, synthetic=synthetic, data=data, k=params.evaluation.ks[0])
+    print(comparison_markdown(write_comparison(document, out)))
 
 
 def _cmd_table(args: argparse.Namespace) -> None:
@@ -106,14 +147,30 @@ def build_parser() -> argparse.ArgumentParser:
     baselines = commands.add_parser("baselines", help="evaluate the baselines on a features folder")
     baselines.add_argument("--features", required=True)
     baselines.add_argument("--out", required=True)
+    baselines.add_argument("--word2vec", help="folder of word2vec vectors (for the Word2vec baselines)")
     baselines.add_argument("--models", nargs="+")
     baselines.set_defaults(run=_cmd_baselines)
 
-    benchmark = commands.add_parser("benchmark", help="ingest, features and every model: comparison.json/.md")
+    train = commands.add_parser("train", help="pretrain word2vec and train one RIB model on a features folder")
+    train.add_argument("--features", required=True)
+    train.add_argument("--out", required=True, help="checkpoint folder")
+    train.add_argument("--model", default="RIB", choices=["RIB", "RIB-Attention"])
+    train.add_argument("--variant", default="sku_micro", choices=list(VARIANTS))
+    train.set_defaults(run=_cmd_train)
+
+    rec = commands.add_parser("recommend", help="top-k next products for one session")
+    rec.add_argument("--checkpoint", required=True)
+    rec.add_argument("-k", type=int, default=20)
+    rec.add_argument("session", nargs="+", metavar="SKU+ACTIVITY+DWELL")
+    rec.set_defaults(run=_cmd_recommend)
+
+    benchmark = commands.add_parser("benchmark", help="ingest, features, every baseline and RIB: comparison.json/.md")
     benchmark.add_argument("--format", required=True, choices=["jd", "events", "canonical"])
     benchmark.add_argument("--config")
     benchmark.add_argument("--out", required=True)
-    benchmark.add_argument("--models", nargs="+")
+    benchmark.add_argument("--seeds", type=int, help="seeds per model (default: experiment.seeds)")
+    benchmark.add_argument("--variants", nargs="+", choices=list(VARIANTS))
+    benchmark.add_argument("--models", nargs="+", help="baselines and/or RIB, RIB-Attention (default: all)")
     benchmark.add_argument("inputs", nargs="+", metavar="INPUT")
     benchmark.set_defaults(run=_cmd_benchmark)
 

@@ -1,14 +1,20 @@
-"""Evaluate recommenders on the stored features and write the comparison table."""
+"""Evaluate models on the stored features and write the comparison table (the paper's Table 3).
+
+A record is one model (and input variant) evaluated with one seed; `aggregate` turns the
+records into one row per model and variant with the mean and standard deviation over seeds.
+"""
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 
-from rib.baselines import BASELINES
+from rib.baselines import BASELINES, NEEDS_WORD2VEC, make_baseline
 from rib.dataset import SplitData, load_vocab
 from rib.metrics import evaluate
+from rib.model import VARIANT_NAMES
 
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
@@ -19,52 +25,79 @@ def evaluate_baselines(
     names: list[str] | tuple[str, ...] = tuple(BASELINES),
     ks: list[int] | tuple[int, ...] = (20,),
     exclude_last_sku: bool = True,
+    word2vec_sku=None,
+    bpr: dict | None = None,
+    seed: int = 0,
 ) -> list[dict]:
     """Fit each baseline on training and evaluate it on validation and test."""
-    unknown = [n for n in names if n not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baselines {unknown}; known: {list(BASELINES)}")
     n_items = len(load_vocab(features_dir)["sku"])
     train = SplitData.load(features_dir, "train")
     records = []
     for name in names:
+        if name in NEEDS_WORD2VEC and word2vec_sku is None:
+            continue
         started = time.perf_counter()
-        model = BASELINES[name]().fit(train, n_items)
-        record = {"model": name, "variant": None, "fit_seconds": round(time.perf_counter() - started, 3)}
+        model = make_baseline(name, word2vec_sku, {**(bpr or {}), "seed": seed} if name == "BPR-MF" else None)
+        model.fit(train, n_items)
+        record = {"model": name, "variant": None, "seed": seed, "fit_seconds": round(time.perf_counter() - started, 3)}
         for split in ("validation", "test"):
-            figures = evaluate(
+            record[split] = evaluate(
                 model.score_all,
                 SplitData.load(features_dir, split),
                 ks=tuple(ks),
                 n_items=n_items,
                 exclude_last_sku=exclude_last_sku,
             )
-            record[split] = figures
         records.append(record)
     return records
 
 
-def write_comparison(records: list[dict], out_dir: str | Path, *, synthetic: bool, data: str, k: int = 20) -> dict:
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(records: list[dict], *, synthetic: bool, data: str, k: int = 20) -> dict:
+    """One row per (model, variant): mean and std over seeds of test Recall@k and MRR@k."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["model"], record["variant"]), []).append(record)
+    rows = []
+    for (model, variant), group in groups.items():
+        recall = [r["test"][f"recall@{k}"] for r in group]
+        mrr = [r["test"][f"mrr@{k}"] for r in group]
+        row = {
+            "model": model,
+            "variant": variant,
+            "variant_name": VARIANT_NAMES.get(variant, "-") if variant else "-",
+            f"recall@{k}": _mean_std(recall)[0],
+            f"recall@{k}_std": _mean_std(recall)[1],
+            f"mrr@{k}": _mean_std(mrr)[0],
+            f"mrr@{k}_std": _mean_std(mrr)[1],
+            "n_test": group[0]["test"]["n"],
+            "oov_test_targets": group[0]["test"]["oov_targets"],
+            "seeds": len(group),
+            f"validation_recall@{k}": statistics.fmean(r["validation"][f"recall@{k}"] for r in group),
+            f"validation_mrr@{k}": statistics.fmean(r["validation"][f"mrr@{k}"] for r in group),
+            "per_seed": [
+                {"seed": r.get("seed"), f"recall@{k}": r["test"][f"recall@{k}"], f"mrr@{k}": r["test"][f"mrr@{k}"]}
+                | ({"best_epoch": r["best_epoch"]} if "best_epoch" in r else {})
+                for r in group
+            ],
+            "synthetic": synthetic,
+        }
+        rows.append(row)
+    baselines = [r for r in rows if r["variant"] is None]
+    for metric in (f"recall@{k}", f"mrr@{k}"):
+        best = max((r[metric] for r in baselines), default=None)
+        for row in rows:
+            if row["variant"] is not None and best:
+                row[f"{metric}_improvement_pct"] = 100.0 * (row[metric] - best) / best
+    return {"data": data, "synthetic": synthetic, "k": k, "results": rows}
+
+
+def write_comparison(document: dict, out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    document = {
-        "data": data,
-        "synthetic": synthetic,
-        "k": k,
-        "results": [
-            {
-                "model": r["model"],
-                "variant": r["variant"],
-                f"recall@{k}": r["test"][f"recall@{k}"],
-                f"mrr@{k}": r["test"][f"mrr@{k}"],
-                "n_test": r["test"]["n"],
-                "oov_test_targets": r["test"]["oov_targets"],
-                "validation": r["validation"],
-                "synthetic": synthetic,
-            }
-            for r in records
-        ],
-    }
     (out_dir / COMPARISON_JSON).write_text(json.dumps(document, indent=2) + "\n")
     (out_dir / COMPARISON_MD).write_text(comparison_markdown(document) + "\n")
     return document
@@ -75,14 +108,18 @@ def comparison_markdown(document: dict) -> str:
     label = "SYNTHETIC data" if document["synthetic"] else "real data"
     lines = [
         f"Test split of {document['data']} ({label}); full-catalog ranking, ties pessimistic, "
-        "unseen targets count as misses.",
+        "unseen targets count as misses; mean ± std over seeds; improvement over the best baseline.",
         "",
-        f"| model | variant | Recall@{k} | MRR@{k} | n test | of which unseen |",
-        "|---|---|---:|---:|---:|---:|",
+        f"| model | input | Recall@{k} | MRR@{k} | vs best baseline (R / M) | n test | unseen | seeds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in document["results"]:
+        improvement = "-"
+        if f"recall@{k}_improvement_pct" in r:
+            improvement = f"{r[f'recall@{k}_improvement_pct']:+.1f}% / {r[f'mrr@{k}_improvement_pct']:+.1f}%"
         lines.append(
-            f"| {r['model']} | {r['variant'] or '-'} | {r[f'recall@{k}']:.4f} | {r[f'mrr@{k}']:.4f} "
-            f"| {r['n_test']} | {r['oov_test_targets']} |"
+            f"| {r['model']} | {r['variant_name']} | {r[f'recall@{k}']:.4f} ± {r[f'recall@{k}_std']:.4f} "
+            f"| {r[f'mrr@{k}']:.4f} ± {r[f'mrr@{k}_std']:.4f} | {improvement} | {r['n_test']} "
+            f"| {r['oov_test_targets']} | {r['seeds']} |"
         )
     return "\n".join(lines)

@@ -9,8 +9,28 @@ import yaml
 
 from rib.features import FeatureConfig
 from rib.synthetic import SyntheticConfig
+from rib.word2vec import Word2VecConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
+
+
+@dataclass
+class TrainParams:
+    """TrainConfig fields that params.yaml sets (window, k and exclude_last_sku flow from
+    features.max_len and evaluation)."""
+
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    patience: int = 3
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True
+    loss_chunk: int = 4096
+    compile_loss: str = "auto"
+    cpu_threads: int | None = None
+    progress: bool = True
 
 
 @dataclass
@@ -25,7 +45,38 @@ class DataParams:
 class EvaluationParams:
     ks: list[int] = field(default_factory=lambda: [20])
     exclude_last_sku: bool = True
-    baselines: list[str] = field(default_factory=lambda: ["POP", "S-POP", "Item-KNN"])
+    baselines: list[str] = field(
+        default_factory=lambda: ["POP", "S-POP", "Item-KNN", "BPR-MF", "Word2vec", "Word2vec Avg"]
+    )
+
+
+@dataclass
+class BPRParams:
+    factors: int = 64
+    iterations: int = 100
+    learning_rate: float = 0.01
+    regularization: float = 0.01
+
+
+@dataclass
+class ModelParams:
+    """RIBConfig fields that params.yaml sets; vocabulary sizes come from the features."""
+
+    d_sku: int = 64
+    d_activity: int = 16
+    d_dwell: int = 16
+    hidden: int = 100
+    rnn: str = "gru"
+    dropout: float = 0.1
+    tied_output: bool = False
+    repeat: bool = True
+
+
+@dataclass
+class ExperimentParams:
+    models: list[str] = field(default_factory=lambda: ["RIB", "RIB-Attention"])
+    variants: list[str] = field(default_factory=lambda: ["sku", "sku_activity", "sku_dwell", "sku_micro"])
+    seeds: int = 1
 
 
 @dataclass
@@ -35,6 +86,11 @@ class Params:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
+    word2vec: Word2VecConfig = field(default_factory=Word2VecConfig)
+    bpr: BPRParams = field(default_factory=BPRParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=lambda: TrainParams())
+    experiment: ExperimentParams = field(default_factory=ExperimentParams)
 
 
 def _build(cls, raw: dict | None, where: str):
@@ -57,4 +113,9 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         synthetic=_build(SyntheticConfig, raw.get("synthetic"), f"{path}: synthetic"),
         features=_build(FeatureConfig, raw.get("features"), f"{path}: features"),
         evaluation=_build(EvaluationParams, raw.get("evaluation"), f"{path}: evaluation"),
+        word2vec=_build(Word2VecConfig, raw.get("word2vec"), f"{path}: word2vec"),
+        bpr=_build(BPRParams, raw.get("bpr"), f"{path}: bpr"),
+        model=_build(ModelParams, raw.get("model"), f"{path}: model"),
+        train=_build(TrainParams, raw.get("train"), f"{path}: train"),
+        experiment=_build(ExperimentParams, raw.get("experiment"), f"{path}: experiment"),
     )

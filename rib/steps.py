@@ -6,6 +6,7 @@ DVC stages all call these functions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,19 @@ class ArtifactPaths:
     @property
     def baselines(self) -> Path:
         return self.root / "baselines"
+
+    @property
+    def word2vec(self) -> Path:
+        return self.root / "word2vec"
+
+    def model(self, model: str, variant: str) -> Path:
+        from rib.experiment import model_name
+
+        return self.root / "models" / model_name(model, variant)
+
+    @property
+    def comparison(self) -> Path:
+        return self.root / "comparison"
 
 
 def paths(params: Params) -> ArtifactPaths:
@@ -67,20 +81,65 @@ def run_features(params: Params) -> dict:
 
 
 def run_baselines(params: Params) -> dict:
-    from rib.compare import evaluate_baselines, write_comparison
+    """Every baseline (the Word2vec ones from the pretrained vectors), written as a comparison."""
+    from rib.compare import aggregate, evaluate_baselines, write_comparison
+    from rib.word2vec import load_vectors
 
     artifact_paths = paths(params)
     summary = json.loads((artifact_paths.features / "summary.json").read_text())
+    vectors = load_vectors(artifact_paths.word2vec, ("sku",)).get("sku")
     records = evaluate_baselines(
         artifact_paths.features,
         params.evaluation.baselines,
         params.evaluation.ks,
         params.evaluation.exclude_last_sku,
+        word2vec_sku=vectors[0] if vectors else None,
+        bpr=dataclasses.asdict(params.bpr),
+        seed=params.train.seed,
     )
-    return write_comparison(
-        records,
-        artifact_paths.baselines,
-        synthetic=summary["synthetic"],
-        data=", ".join(params.data.inputs),
-        k=params.evaluation.ks[0],
+    document = aggregate(records, synthetic=summary["synthetic"], data=_data_label(params), k=params.evaluation.ks[0])
+    write_comparison(document, artifact_paths.baselines)
+    (artifact_paths.baselines / "records.json").write_text(json.dumps(records, indent=2) + "\n")
+    return document
+
+
+def run_word2vec(params: Params) -> dict:
+    from rib.experiment import run_word2vec as pretrain
+
+    artifact_paths = paths(params)
+    return pretrain(artifact_paths.features, artifact_paths.word2vec, params)
+
+
+def run_training(params: Params, model: str, variant: str, log=print, on_epoch=None) -> dict:
+    from rib.experiment import train_one
+
+    artifact_paths = paths(params)
+    return train_one(
+        artifact_paths.features,
+        artifact_paths.word2vec,
+        artifact_paths.model(model, variant),
+        params,
+        model,
+        variant,
+        log=log,
+        on_epoch=on_epoch,
     )
+
+
+def run_comparison(params: Params) -> dict:
+    """The comparison table from the baselines' and every trained model's metrics."""
+    from rib.compare import aggregate, write_comparison
+
+    artifact_paths = paths(params)
+    baselines = json.loads((artifact_paths.baselines / "records.json").read_text())
+    records = list(baselines)
+    for model in params.experiment.models:
+        for variant in params.experiment.variants:
+            records.append(json.loads((artifact_paths.model(model, variant) / "metrics.json").read_text()))
+    summary = json.loads((artifact_paths.features / "summary.json").read_text())
+    document = aggregate(records, synthetic=summary["synthetic"], data=_data_label(params), k=params.evaluation.ks[0])
+    return write_comparison(document, artifact_paths.comparison)
+
+
+def _data_label(params: Params) -> str:
+    return ", ".join(params.data.inputs)

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import write_canonical
+
+from rib.dataset import SplitData
+from rib.features import FeatureConfig, build_features
+from rib.loss import linear_cross_entropy
+from rib.model import RIB, VARIANTS, RIBConfig
+from rib.train import WindowLoader
+
+
+def random_inputs(B=4, T=9, n_items=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sku = torch.randint(2, n_items, (B, T), generator=g)
+    activity = torch.randint(1, 11, (B, T), generator=g)
+    dwell = torch.randint(1, 6, (B, T), generator=g)
+    return sku, activity, dwell
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+def test_one_pass_equals_each_truncated_prefix(repeat, rnn):
+    model = RIB(RIBConfig(n_items=40, rnn=rnn, repeat=repeat)).eval()
+    sku, activity, dwell = random_inputs()
+    with torch.no_grad():
+        pooled, alpha = model(sku, activity, dwell)
+        for t in range(sku.shape[1]):
+            prefix = [x[:, : t + 1] for x in (sku, activity, dwell)]
+            alone, alone_alpha = model(*prefix)
+            torch.testing.assert_close(pooled[:, t], alone[:, t], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(alpha[:, t, : t + 1], alone_alpha[:, t], rtol=1e-5, atol=1e-6)
+            assert torch.all(alpha[:, t, t + 1 :] == 0)  # no future position enters a prefix
+            lengths = torch.full((sku.shape[0],), t + 1)
+            full = model.score_all(sku, activity, dwell, lengths)  # padding = the later positions
+            torch.testing.assert_close(full, model.score_all(*prefix, lengths), rtol=1e-5, atol=1e-5)
+
+
+def test_training_windows_reproduce_the_stored_prefix_examples(tmp_path):
+    rng = np.random.default_rng(1)
+    sessions = {
+        f"s{i:03d}": [(f"p{rng.integers(30)}", int(rng.integers(1, 11)), int(rng.integers(0, 200))) for _ in range(12)]
+        for i in range(40)
+    }
+    build_features(write_canonical(tmp_path / "mb.parquet", sessions), tmp_path / "f", FeatureConfig(test_fraction=0.0))
+    train = SplitData.load(tmp_path / "f", "train")
+    model = RIB(RIBConfig(n_items=40, repeat=True)).eval()
+    loader = WindowLoader(train, window=50, device=torch.device("cpu"))
+    assert len(loader) == train.n_sessions  # every session fits one window
+    with torch.no_grad():
+        sku, activity, dwell, target_mask, targets, _ = loader.gather(torch.arange(len(loader)))
+        assert torch.equal(targets, torch.tensor(np.array(train.example_target), dtype=torch.long))
+        pooled, _ = model(sku, activity, dwell)
+        one_pass = model.output(pooled[target_mask])  # (N, V): logits of every stored example
+        batch = train.batch(np.arange(train.n_examples))
+        as_tensors = [torch.as_tensor(a) for a in (batch.sku, batch.activity, batch.dwell, batch.lengths)]
+        separately = model.output(model(*as_tensors[:3])[0][torch.arange(train.n_examples), as_tensors[3] - 1])
+    torch.testing.assert_close(one_pass, separately, rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_reach_every_embedding_table():
+    model = RIB(RIBConfig(n_items=40, variant="sku_micro", repeat=True))
+    sku, activity, dwell = random_inputs()
+    mask = torch.zeros_like(sku, dtype=torch.bool)
+    mask[:, :-1] = True
+    model.loss(sku, activity, dwell, mask, sku[:, 1:].reshape(-1)).backward()
+    for table in (model.sku_embedding, model.activity_embedding, model.dwell_embedding):
+        assert table.weight.grad is not None and table.weight.grad.abs().sum() > 0
+    assert model.sku_embedding.weight.grad[0].abs().sum() == 0  # padding row stays untouched
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variants_select_their_embeddings(variant):
+    model = RIB(RIBConfig(n_items=40, variant=variant))
+    use_activity, use_dwell = VARIANTS[variant]
+    assert (model.activity_embedding is not None) == use_activity
+    assert (model.dwell_embedding is not None) == use_dwell
+    sku, activity, dwell = random_inputs()
+    # Inputs a variant does not use do not change its scores.
+    lengths = torch.full((4,), 9)
+    base = model.eval().score_all(sku, activity, dwell, lengths)
+    other = model.score_all(sku, torch.ones_like(activity), torch.ones_like(dwell), lengths)
+    assert torch.equal(base, other) == (not use_activity and not use_dwell)
+
+
+def test_attention_sums_to_one_over_real_positions_and_is_zero_on_padding():
+    model = RIB(RIBConfig(n_items=40)).eval()
+    sku, activity, dwell = random_inputs()
+    lengths = torch.tensor([9, 5, 1, 3])
+    for row, n in enumerate(lengths.tolist()):
+        sku[row, n:] = 0
+        activity[row, n:] = 0
+        dwell[row, n:] = 0
+    weights = model.attention_weights(sku, activity, dwell, lengths)
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(4))
+    for row, n in enumerate(lengths.tolist()):
+        assert torch.all(weights[row, n:] == 0) and torch.all(weights[row, :n] > 0)
+
+
+def test_repeat_mixture_is_a_distribution_over_all_products():
+    model = RIB(RIBConfig(n_items=40, repeat=True)).eval()
+    sku, activity, dwell = random_inputs()
+    log_probs = model.score_all(sku, activity, dwell, torch.full((4,), 9))
+    torch.testing.assert_close(log_probs.exp().sum(dim=1), torch.ones(4), rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_softmax_cross_entropy_matches_pytorch():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(50, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    bias = torch.randn(50, dtype=torch.float64, generator=g, requires_grad=True)
+    target = torch.randint(0, 50, (300,), generator=g)
+    reference = F.cross_entropy(x @ weight.t() + bias, target, reduction="none")
+    grads = torch.autograd.grad(reference.sum(), (x, weight, bias))
+    chunked = linear_cross_entropy(x, weight, bias, target, chunk=64)
+    torch.testing.assert_close(chunked.double(), reference.detach(), rtol=1e-6, atol=1e-6)
+    for mine, theirs in zip(torch.autograd.grad(chunked.sum(), (x, weight, bias)), grads, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-6)
