@@ -145,14 +145,7 @@ def train_rib(
     if pretrained:
         model.load_pretrained({k: (torch.as_tensor(v), torch.as_tensor(m)) for k, (v, m) in pretrained.items()})
     model.to(device)
-    use_bf16 = device.type == "cuda" and config.bf16
-    compile_loss = config.compile_loss in (True, "true") or (config.compile_loss == "auto" and device.type == "cuda")
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-        fused=device.type == "cuda",
-    )
+    optimizer = make_optimizer(model, config, device)
     loader = WindowLoader(SplitData.load(features_dir, "train"), config.window, device)
     validation = SplitData.load(features_dir, "validation")
     generator = torch.Generator().manual_seed(config.seed)
@@ -160,47 +153,13 @@ def train_rib(
     best_state, best_validation, stale = None, None, 0
     total_micro, total_seconds = 0, 0.0
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        order = torch.randperm(len(loader), generator=generator).to(device)
-        batches = range(0, len(loader), config.batch_size)
-        progress = _progress(batches, f"epoch {epoch}", config.progress)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        epoch_loss, epoch_micro, n_batches = torch.zeros((), device=device), 0, 0
-        for first in progress:
-            sku, activity, dwell, target_mask, targets, n_micro = loader.gather(
-                order[first : first + config.batch_size]
-            )
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model.loss(
-                    sku,
-                    activity,
-                    dwell,
-                    target_mask,
-                    targets,
-                    chunk=config.loss_chunk,
-                    compute_dtype=torch.bfloat16 if use_bf16 else None,
-                    compile=compile_loss,
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            epoch_loss += loss.detach()
-            epoch_micro += n_micro
-            n_batches += 1
-            if hasattr(progress, "set_postfix") and n_batches % 20 == 0:
-                elapsed = time.perf_counter() - started
-                progress.set_postfix(loss=f"{float(loss):.3f}", mb_per_s=f"{epoch_micro / elapsed:,.0f}")
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
+        epoch_loss, epoch_micro, seconds = train_epoch(model, loader, optimizer, config, generator, f"epoch {epoch}")
         total_micro += epoch_micro
         total_seconds += seconds
         figures = evaluate_model(model, validation, device, config)
         record = {
             "epoch": epoch,
-            "train_loss": float(epoch_loss) / max(n_batches, 1),
+            "train_loss": epoch_loss,
             "epoch_seconds": round(seconds, 3),
             "micro_behaviors_per_second": round(epoch_micro / seconds, 1),
             **{f"validation_{k}": v for k, v in figures.items()},
@@ -228,6 +187,62 @@ def train_rib(
     result.train_seconds = round(total_seconds, 3)
     result.micro_behaviors_per_second = round(total_micro / max(total_seconds, 1e-9), 1)
     return result
+
+
+def make_optimizer(model: RIB, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
+    )
+
+
+def train_epoch(
+    model: RIB,
+    loader: WindowLoader,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    generator: torch.Generator,
+    description: str = "epoch",
+    max_batches: int | None = None,
+) -> tuple[float, int, float]:
+    """One pass over the shuffled training windows: (mean loss, micro-behaviors, seconds)."""
+    device = loader.device
+    use_bf16 = device.type == "cuda" and config.bf16
+    compile_loss = config.compile_loss in (True, "true") or (config.compile_loss == "auto" and device.type == "cuda")
+    model.train()
+    order = torch.randperm(len(loader), generator=generator).to(device)
+    batches = range(0, len(loader), config.batch_size)
+    if max_batches is not None:
+        batches = batches[:max_batches]
+    progress = _progress(batches, description, config.progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    total_loss, total_micro, n_batches = torch.zeros((), device=device), 0, 0
+    for first in progress:
+        sku, activity, dwell, target_mask, targets, n_micro = loader.gather(order[first : first + config.batch_size])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = model.loss(
+                sku,
+                activity,
+                dwell,
+                target_mask,
+                targets,
+                chunk=config.loss_chunk,
+                compute_dtype=torch.bfloat16 if use_bf16 else None,
+                compile=compile_loss,
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach()
+        total_micro += n_micro
+        n_batches += 1
+        if hasattr(progress, "set_postfix") and n_batches % 20 == 0:
+            elapsed = time.perf_counter() - started
+            progress.set_postfix(loss=f"{float(loss):.3f}", mb_per_s=f"{total_micro / elapsed:,.0f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return float(total_loss) / max(n_batches, 1), total_micro, time.perf_counter() - started
 
 
 def _progress(iterable, description: str, enabled: bool):

@@ -1,0 +1,175 @@
+"""Benchmark: RIB training throughput (micro-behaviors per second, seconds per epoch).
+
+CPU, on the real JD Appliances sample (needs ../shared/data/jd and the project's venv):
+    .venv/bin/python benchmarks/train_throughput.py --jd ../shared/data/jd/appliances.txt
+
+GPU, on a synthetic catalog of 100,000 SKUs (needs only torch and numpy, so it runs on the lent
+GPU machine; pass --plain to time ../shared/bench/plain_loop.py in the same run):
+    python benchmarks/train_throughput.py --synthetic --skus 100000 --batch-sizes 1024 2048
+
+The GPU target: >= 2M micro-behaviors/s, over twice the plain loop on the same GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rib.dataset import SplitData
+from rib.model import RIB, RIBConfig
+from rib.train import TrainConfig, WindowLoader, make_optimizer, pick_device, train_epoch
+
+
+def synthetic_split(n_micro: int, n_skus: int, seed: int = 0) -> SplitData:
+    """Random sessions with JD-like shape (about 40 micro-behaviors, 1.6 per macro interaction)."""
+    rng = np.random.default_rng(seed)
+    lengths = 2 + rng.negative_binomial(2, 2 / 40, size=n_micro // 40 + 1)
+    lengths = lengths[: np.searchsorted(np.cumsum(lengths), n_micro) + 1]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    n = int(offsets[-1])
+    starts = rng.random(n) < 0.62
+    starts[offsets[:-1]] = True
+    macro_global = np.cumsum(starts) - 1
+    session_of = np.repeat(np.arange(len(lengths)), lengths)
+    macro = macro_global - macro_global[offsets[:-1]][session_of]
+    zipf = np.minimum(rng.zipf(1.2, size=macro_global[-1] + 1), n_skus) - 1
+    sku = (2 + (zipf * 7919) % n_skus)[macro_global].astype(np.int32)
+    empty = np.zeros(0, np.int64)
+    return SplitData(
+        sku=sku,
+        activity=rng.integers(1, 11, n).astype(np.int8),
+        dwell=rng.integers(1, 6, n).astype(np.int8),
+        macro=macro.astype(np.int32),
+        session_offsets=offsets,
+        example_start=empty,
+        example_end=empty,
+        example_target=empty.astype(np.int32),
+        example_session=empty.astype(np.int32),
+    )
+
+
+def time_training(data: SplitData, n_items: int, config: TrainConfig, model_config: RIBConfig, batches: int | None):
+    device = pick_device(config.device)
+    torch.manual_seed(0)
+    model = RIB(model_config).to(device)
+    optimizer = make_optimizer(model, config, device)
+    loader = WindowLoader(data, config.window, device)
+    generator = torch.Generator().manual_seed(0)
+    if batches is not None:  # warm-up (compilation, cuDNN plans) outside the timing
+        train_epoch(model, loader, optimizer, config, generator, "warm-up", max_batches=5)
+    loss, micro, seconds = train_epoch(model, loader, optimizer, config, generator, "timed", max_batches=batches)
+    return micro / seconds, seconds, micro, loss
+
+
+def check_loss(device: torch.device) -> None:
+    """The chunked (and compiled) softmax against PyTorch's cross-entropy on this device."""
+    import torch.nn.functional as F
+
+    from rib.loss import linear_cross_entropy
+
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(5000, 100, device=device, generator=g, requires_grad=True)
+    w = torch.randn(20000, 100, device=device, generator=g, requires_grad=True) * 0.1
+    w.retain_grad()
+    b = torch.zeros(20000, device=device, requires_grad=True)
+    t = torch.randint(0, 20000, (5000,), device=device, generator=g)
+    reference = F.cross_entropy(x @ w.t() + b, t)
+    ref_grads = torch.autograd.grad(reference, (x, w))
+    for compile_loss in (False, True) if device.type == "cuda" else (False,):
+        for dtype in (torch.float32, torch.bfloat16):
+            loss = linear_cross_entropy(x, w, b, t, chunk=2048, compute_dtype=dtype, compile=compile_loss).mean()
+            grads = torch.autograd.grad(loss, (x, w))
+            errors = [float((a - r).norm() / r.norm()) for a, r in zip(grads, ref_grads, strict=True)]
+            print(
+                f"loss check compile={compile_loss} {dtype}: |dloss|={abs(float(loss - reference)):.2e} "
+                f"grad rel err x={errors[0]:.1e} w={errors[1]:.1e}",
+                flush=True,
+            )
+
+
+def jd_features(path: Path, out: Path) -> Path:
+    from rib.features import build_features
+    from rib.ingest import ingest
+
+    ingest("jd", [path], out / "ingest")
+    build_features(out / "ingest" / "micro_behaviors.parquet", out / "features")
+    return out / "features"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jd", type=Path, help="a JD sample: time full epochs on its training split")
+    parser.add_argument("--synthetic", action="store_true", help="time training on a synthetic catalog")
+    parser.add_argument("--skus", type=int, default=100_000)
+    parser.add_argument("--micro-behaviors", type=int, default=4_000_000)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256])
+    parser.add_argument("--batches", type=int, default=40, help="timed batches per synthetic run")
+    parser.add_argument("--compile", nargs="+", default=["auto"], help="compile_loss settings to compare")
+    parser.add_argument("--plain", type=Path, help="plain_loop.py to run in the same process tree, for the ratio")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--check", action="store_true", help="check the chunked softmax against PyTorch first")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    print(
+        f"torch {torch.__version__}, device {device}"
+        + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads")
+    )
+    if args.check:
+        check_loss(device)
+    rows = []
+    if args.jd:
+        from rib.dataset import load_vocab
+
+        with tempfile.TemporaryDirectory() as tmp:
+            features = jd_features(args.jd, Path(tmp))
+            train = SplitData.load(features, "train")
+            vocab = load_vocab(features)
+            model_config = RIBConfig(n_items=len(vocab["sku"]), n_dwell=vocab["n_dwell_buckets"] + 1, repeat=True)
+            for batch_size in args.batch_sizes:
+                config = TrainConfig(batch_size=batch_size, progress=False, device=str(device))
+                for epoch in range(2):
+                    rate, seconds, micro, _ = time_training(train, len(vocab["sku"]), config, model_config, None)
+                    rows.append((f"JD {args.jd.stem} epoch {epoch + 1}", batch_size, "-", micro, seconds, rate))
+    if args.synthetic:
+        data = synthetic_split(args.micro_behaviors, args.skus)
+        n_items = args.skus + 2
+        model_config = RIBConfig(n_items=n_items, repeat=True)
+        for batch_size in args.batch_sizes:
+            for compile_loss in args.compile:
+                config = TrainConfig(
+                    batch_size=batch_size, progress=False, device=str(device), compile_loss=compile_loss
+                )
+                try:
+                    rate, seconds, micro, loss = time_training(data, n_items, config, model_config, args.batches)
+                except Exception as error:  # report and go on to the next setting
+                    print(f"batch {batch_size} compile {compile_loss}: FAILED {type(error).__name__}: {error}")
+                    continue
+                rows.append((f"synthetic {args.skus:,} SKUs", batch_size, compile_loss, micro, seconds, rate))
+                print(
+                    f"batch {batch_size} compile {compile_loss}: {rate:,.0f} micro-behaviors/s (loss {loss:.3f})",
+                    flush=True,
+                )
+    print(
+        "\n| run | batch | compile_loss | micro-behaviors | seconds | micro-behaviors/s |"
+        "\n|---|---:|---|---:|---:|---:|"
+    )
+    for name, batch_size, compile_loss, micro, seconds, rate in rows:
+        print(f"| {name} | {batch_size} | {compile_loss} | {micro:,} | {seconds:.2f} | {rate:,.0f} |")
+    if args.plain:
+        print("\nplain loop (same GPU, same run):", flush=True)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(args.plain), *map(str, args.batch_sizes)], check=False)
+        print(f"(plain loop wall {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
