@@ -96,6 +96,26 @@ def check_loss(device: torch.device) -> None:
             )
 
 
+def profile_steps(data, n_items, model_config, setting, device, steps: int = 8) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    batch_size, compile_loss, chunk = setting
+    config = TrainConfig(
+        batch_size=batch_size, progress=False, device=str(device), compile_loss=compile_loss, loss_chunk=chunk
+    )
+    model = RIB(model_config).to(device)
+    optimizer = make_optimizer(model, config, device)
+    loader = WindowLoader(data, config.window, device)
+    generator = torch.Generator().manual_seed(1)
+    train_epoch(model, loader, optimizer, config, generator, "warm-up", max_batches=3)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        _, _, seconds = train_epoch(model, loader, optimizer, config, generator, "profiled", max_batches=steps)
+    print(f"profiled {steps} steps in {seconds:.2f} s")
+    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60))
+
+
 def jd_features(path: Path, out: Path) -> Path:
     from rib.features import build_features
     from rib.ingest import ingest
@@ -117,6 +137,8 @@ def main() -> None:
     parser.add_argument("--plain", type=Path, help="plain_loop.py to run in the same process tree, for the ratio")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--check", action="store_true", help="check the chunked softmax against PyTorch first")
+    parser.add_argument("--chunks", type=int, nargs="+", default=[4096], help="loss_chunk settings to compare")
+    parser.add_argument("--profile", action="store_true", help="print the top CUDA kernels of the first setting")
     args = parser.parse_args()
     device = pick_device(args.device)
     print(
@@ -143,21 +165,26 @@ def main() -> None:
         data = synthetic_split(args.micro_behaviors, args.skus)
         n_items = args.skus + 2
         model_config = RIBConfig(n_items=n_items, repeat=True)
-        for batch_size in args.batch_sizes:
-            for compile_loss in args.compile:
-                config = TrainConfig(
-                    batch_size=batch_size, progress=False, device=str(device), compile_loss=compile_loss
-                )
-                try:
-                    rate, seconds, micro, loss = time_training(data, n_items, config, model_config, args.batches)
-                except Exception as error:  # report and go on to the next setting
-                    print(f"batch {batch_size} compile {compile_loss}: FAILED {type(error).__name__}: {error}")
-                    continue
-                rows.append((f"synthetic {args.skus:,} SKUs", batch_size, compile_loss, micro, seconds, rate))
-                print(
-                    f"batch {batch_size} compile {compile_loss}: {rate:,.0f} micro-behaviors/s (loss {loss:.3f})",
-                    flush=True,
-                )
+        settings = [(b, c, k) for b in args.batch_sizes for c in args.compile for k in args.chunks]
+        for batch_size, compile_loss, chunk in settings:
+            config = TrainConfig(
+                batch_size=batch_size, progress=False, device=str(device), compile_loss=compile_loss, loss_chunk=chunk
+            )
+            label = f"batch {batch_size} compile {compile_loss} chunk {chunk}"
+            try:
+                rate, seconds, micro, loss = time_training(data, n_items, config, model_config, args.batches)
+            except Exception as error:  # report and go on to the next setting
+                print(f"{label}: FAILED {type(error).__name__}: {error}")
+                continue
+            finally:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            rows.append(
+                (f"synthetic {args.skus:,} SKUs, chunk {chunk}", batch_size, compile_loss, micro, seconds, rate)
+            )
+            print(f"{label}: {rate:,.0f} micro-behaviors/s (loss {loss:.3f})", flush=True)
+        if args.profile:
+            profile_steps(data, n_items, model_config, settings[0], device)
     print(
         "\n| run | batch | compile_loss | micro-behaviors | seconds | micro-behaviors/s |"
         "\n|---|---:|---|---:|---:|---:|"

@@ -1,9 +1,13 @@
-"""Full-softmax cross-entropy over the whole catalog without materialising all logits at once.
+"""Full-softmax cross-entropy over the whole catalog without materialising every logit in fp32.
 
-For N targets and V products the logits are N x V (30k x 100k = 3e9 numbers for a GPU batch).
-`linear_cross_entropy` computes them chunk by chunk, keeps only each row's log-sum-exp, and in
-the backward pass recomputes each chunk's logits to form softmax - one_hot. On CUDA the per-chunk
-elementwise work can be fused by torch.compile (`compile=True`); the matrix products stay cuBLAS.
+For N targets and V products the logits are N x V (38k x 100k = 3.8e9 numbers for one GPU
+batch). `linear_cross_entropy` computes them chunk by chunk and, in the same pass, the
+gradient with respect to the logits, softmax - one_hot, in the compute dtype. Row scaling
+commutes with the matrix products, so the backward pass is two products per chunk with that
+stored gradient (grad_x = (G W) * s, [grad_W, grad_b] = G^T [x * s, s]): no logits are
+recomputed. When the stored gradient would exceed `store_limit_bytes` (very large catalogs)
+each chunk's logits are recomputed in the backward pass instead. On CUDA the per-chunk
+elementwise work can be fused by torch.compile (`compile=True`); the products stay cuBLAS.
 """
 
 from __future__ import annotations
@@ -11,36 +15,45 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+STORE_LIMIT_BYTES = 12 * 1024**3
 
-def _chunk_forward(x: Tensor, weight: Tensor, bias: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+
+def _chunk_forward(x: Tensor, weight: Tensor, bias: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     logits = (x @ weight.t()).float() + bias.float()  # (C, V)
     lse = torch.logsumexp(logits, dim=1)  # (C,)
     picked = logits.gather(1, target[:, None]).squeeze(1)  # (C,)
-    return lse - picked, lse  # per-row negative log-likelihood, log-sum-exp
+    one_hot = torch.arange(logits.shape[1], device=logits.device)[None, :] == target[:, None]  # fuses, unlike scatter
+    grad_logits = (torch.exp(logits - lse[:, None]) - one_hot.float()).to(x.dtype)  # d nll / d logits, (C, V)
+    return lse - picked, lse, grad_logits
 
 
-def _chunk_grad_logits(x: Tensor, weight: Tensor, bias: Tensor, target: Tensor, lse: Tensor, scale: Tensor) -> Tensor:
+def _chunk_nll(x: Tensor, weight: Tensor, bias: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     logits = (x @ weight.t()).float() + bias.float()  # (C, V)
-    probs = torch.exp(logits - lse[:, None])
-    probs = probs.scatter_add(1, target[:, None], -torch.ones_like(lse)[:, None])
-    return (probs * scale[:, None]).to(x.dtype)  # d loss / d logits, (C, V)
+    lse = torch.logsumexp(logits, dim=1)
+    return lse - logits.gather(1, target[:, None]).squeeze(1), lse
+
+
+def _chunk_grad_logits(x: Tensor, weight: Tensor, bias: Tensor, target: Tensor, lse: Tensor) -> Tensor:
+    logits = (x @ weight.t()).float() + bias.float()  # (C, V)
+    one_hot = torch.arange(logits.shape[1], device=logits.device)[None, :] == target[:, None]
+    return (torch.exp(logits - lse[:, None]) - one_hot.float()).to(x.dtype)
 
 
 _compiled: dict[str, object] = {}
 
 
-def _kernels(compile: bool):
+def _kernel(name: str, compile: bool):
+    plain = {"forward": _chunk_forward, "nll": _chunk_nll, "grad": _chunk_grad_logits}[name]
     if not compile:
-        return _chunk_forward, _chunk_grad_logits
-    if not _compiled:
-        _compiled["forward"] = torch.compile(_chunk_forward, dynamic=False)
-        _compiled["grad"] = torch.compile(_chunk_grad_logits, dynamic=False)
-    return _compiled["forward"], _compiled["grad"]
+        return plain
+    if name not in _compiled:
+        _compiled[name] = torch.compile(plain, dynamic=False)
+    return _compiled[name]
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, target, chunk, compute_dtype, compile):
+    def forward(ctx, x, weight, bias, target, chunk, compute_dtype, compile, store_limit_bytes):
         n = x.shape[0]
         x_c, target_p = x.to(compute_dtype), target
         if compile:  # pad to whole chunks: every chunk has one shape, so one compiled kernel
@@ -48,33 +61,49 @@ class _LinearCrossEntropy(torch.autograd.Function):
             x_c = torch.cat([x_c, x_c.new_zeros(pad, x.shape[1])])
             target_p = torch.cat([target, target.new_zeros(pad)])
         w_c = weight.to(compute_dtype)
-        forward_chunk, _ = _kernels(compile)
-        nll = torch.empty(x_c.shape[0], device=x.device)
-        lse = torch.empty(x_c.shape[0], device=x.device)
+        store = x_c.shape[0] * weight.shape[0] * x_c.element_size() <= store_limit_bytes
+        nll, lse, grads = [], [], []
         for i in range(0, x_c.shape[0], chunk):
             rows = slice(i, i + chunk)
-            nll[rows], lse[rows] = forward_chunk(x_c[rows], w_c, bias, target_p[rows])
-        ctx.save_for_backward(x_c, w_c, bias, target_p, lse)
-        ctx.meta = (n, chunk, x.dtype, weight.dtype, compile)
-        return nll[:n]
+            if store:  # keep each chunk's gradient as the kernel wrote it: no copy into a big buffer
+                chunk_nll, chunk_lse, chunk_grad = _kernel("forward", compile)(x_c[rows], w_c, bias, target_p[rows])
+                grads.append(chunk_grad)
+            else:
+                chunk_nll, chunk_lse = _kernel("nll", compile)(x_c[rows], w_c, bias, target_p[rows])
+            nll.append(chunk_nll)
+            lse.append(chunk_lse)
+        lse = torch.cat(lse)
+        ctx.save_for_backward(x_c, w_c, bias, target_p, lse, *grads)
+        ctx.meta = (n, chunk, x.dtype, weight.dtype, compile, store)
+        return torch.cat(nll)[:n]
 
     @staticmethod
     def backward(ctx, grad_nll):
-        x_c, w_c, bias, target_p, lse = ctx.saved_tensors
-        n, chunk, x_dtype, w_dtype, compile = ctx.meta
-        _, grad_chunk = _kernels(compile)
-        scale = torch.zeros(x_c.shape[0], device=x_c.device)
-        scale[:n] = grad_nll
+        x_c, w_c, bias, target_p, lse, *grads = ctx.saved_tensors
+        n, chunk, x_dtype, w_dtype, compile, store = ctx.meta
+        rows_total, hidden = x_c.shape
+        scale = torch.zeros(rows_total, 1, device=x_c.device, dtype=x_c.dtype)
+        scale[:n, 0] = grad_nll.to(x_c.dtype)
+        # [x * s, s] gives W's and b's gradients in one product; padded to 8 columns for fast GEMM kernels.
+        width = -(-(hidden + 1) // 8) * 8
+        scaled_inputs = torch.cat([x_c * scale, scale, scale.new_zeros(rows_total, width - hidden - 1)], dim=1)
         grad_x = torch.empty_like(x_c)
-        grad_w = torch.zeros(w_c.shape, device=w_c.device, dtype=torch.float32)
-        grad_b = torch.zeros(bias.shape, device=bias.device, dtype=torch.float32)
-        for i in range(0, x_c.shape[0], chunk):
+        grad_wb = torch.zeros(w_c.shape[0], width, device=w_c.device)
+        for index, i in enumerate(range(0, rows_total, chunk)):
             rows = slice(i, i + chunk)
-            g = grad_chunk(x_c[rows], w_c, bias, target_p[rows], lse[rows], scale[rows])
-            grad_x[rows] = g @ w_c
-            grad_w += (g.t() @ x_c[rows]).float()
-            grad_b += g.float().sum(0)
-        return grad_x[:n].to(x_dtype), grad_w.to(w_dtype), grad_b.to(bias.dtype), None, None, None, None
+            g = grads[index] if store else _kernel("grad", compile)(x_c[rows], w_c, bias, target_p[rows], lse[rows])
+            grad_x[rows] = (g @ w_c) * scale[rows]
+            grad_wb += (g.t() @ scaled_inputs[rows]).float()
+        return (
+            grad_x[:n].to(x_dtype),
+            grad_wb[:, :hidden].to(w_dtype),
+            grad_wb[:, hidden].to(bias.dtype),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def linear_cross_entropy(
@@ -85,9 +114,12 @@ def linear_cross_entropy(
     chunk: int = 4096,
     compute_dtype: torch.dtype | None = None,
     compile: bool = False,
+    store_limit_bytes: int = STORE_LIMIT_BYTES,
 ) -> Tensor:
     """Per-row cross-entropy -log softmax(x @ weight.T + bias)[target]. x (N, H), weight (V, H) -> (N,)"""
     if x.shape[0] == 0:
         return x.new_zeros(0, dtype=torch.float32) + (weight.sum() + bias.sum()).float() * 0
     chunk = min(chunk, x.shape[0])
-    return _LinearCrossEntropy.apply(x, weight, bias, target, chunk, compute_dtype or x.dtype, compile)
+    return _LinearCrossEntropy.apply(
+        x, weight, bias, target, chunk, compute_dtype or x.dtype, compile, store_limit_bytes
+    )

@@ -156,13 +156,14 @@ class RIB(nn.Module):
         """Mean cross-entropy of every target: target_mask (B, T) marks the positions whose
         prefix predicts a next product; targets (N,) are those products in row-major order."""
         pooled, alpha = self.forward(sku, activity, dwell)
-        o = pooled[target_mask]  # (N, H)
+        index = target_mask.flatten().nonzero().squeeze(1)  # (N,) one device-to-host sync
+        o = pooled.flatten(0, 1)[index]  # (N, H)
         x, weight, bias = self.output_layer(o)
         nll = linear_cross_entropy(x, weight, bias, targets, chunk, compute_dtype, compile)  # (N,)
         if not self.config.repeat:
             return nll.mean()
-        inputs = sku[:, None, :].expand(-1, sku.shape[1], -1)[target_mask]  # (N, T)
-        p_repeat = (alpha[target_mask] * (inputs == targets[:, None])).sum(dim=1)  # (N,)
+        inputs = sku[index // sku.shape[1]]  # (N, T): the row each target's prefix comes from
+        p_repeat = (alpha.flatten(0, 1)[index] * (inputs == targets[:, None])).sum(dim=1)  # (N,)
         gate = self.repeat_gate(o).float().squeeze(1)  # (N,)
         log_p = torch.logaddexp(
             F.logsigmoid(gate) + torch.log(p_repeat.clamp_min(1e-12)),

@@ -83,6 +83,7 @@ class WindowLoader:
 
     def __init__(self, data: SplitData, window: int, device: torch.device) -> None:
         self.device = device
+        self.window = window
         as_tensor = lambda a: torch.as_tensor(np.asarray(a, np.int64), device=device)  # noqa: E731
         self.sku, self.activity, self.dwell = as_tensor(data.sku), as_tensor(data.activity), as_tensor(data.dwell)
         self.macro = as_tensor(data.macro)
@@ -95,7 +96,8 @@ class WindowLoader:
 
     def gather(self, index: torch.Tensor):
         start, end = self.starts[index], self.ends[index]
-        width = int((end - start).max())
+        # On CUDA a fixed width avoids a device-to-host sync per batch; on CPU padding costs compute.
+        width = self.window if self.device.type == "cuda" else int((end - start).max())
         position = start[:, None] + torch.arange(width, device=self.device)[None, :]  # (B, T)
         real = position < end[:, None]
         position = torch.where(real, position, 0)
@@ -107,7 +109,7 @@ class WindowLoader:
         target_mask = torch.zeros_like(real)
         target_mask[:, :-1] = real[:, 1:] & (macro[:, 1:] != macro[:, :-1]) & (sku[:, 1:] > OOV)
         targets = sku[:, 1:][target_mask[:, :-1]]
-        return sku, activity, dwell, target_mask, targets, int(real.sum())
+        return sku, activity, dwell, target_mask, targets, real.sum()  # the count stays on the device
 
 
 def evaluate_model(model: RIB, data: SplitData, device: torch.device, config: TrainConfig) -> dict:
@@ -217,7 +219,7 @@ def train_epoch(
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    total_loss, total_micro, n_batches = torch.zeros((), device=device), 0, 0
+    total_loss, total_micro, n_batches = torch.zeros((), device=device), torch.zeros((), device=device), 0
     for first in progress:
         sku, activity, dwell, target_mask, targets, n_micro = loader.gather(order[first : first + config.batch_size])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -239,10 +241,10 @@ def train_epoch(
         n_batches += 1
         if hasattr(progress, "set_postfix") and n_batches % 20 == 0:
             elapsed = time.perf_counter() - started
-            progress.set_postfix(loss=f"{float(loss):.3f}", mb_per_s=f"{total_micro / elapsed:,.0f}")
+            progress.set_postfix(loss=f"{float(loss):.3f}", mb_per_s=f"{float(total_micro) / elapsed:,.0f}")
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return float(total_loss) / max(n_batches, 1), total_micro, time.perf_counter() - started
+    return float(total_loss) / max(n_batches, 1), int(total_micro), time.perf_counter() - started
 
 
 def _progress(iterable, description: str, enabled: bool):
