@@ -27,7 +27,7 @@ class TrainParams:
     seed: int = 0
     device: str = "auto"
     bf16: bool = True
-    loss_chunk: int = 4096
+    loss_chunk: int = 0
     compile_loss: str = "auto"
     cpu_threads: int | None = None
     progress: bool = True

@@ -38,7 +38,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto: cuda when available, else cpu
     bf16: bool = True  # autocast to bfloat16 on CUDA
-    loss_chunk: int = 4096
+    loss_chunk: int = 0  # rows of logits per softmax chunk; 0: 4096 on CUDA, 1024 on CPU (measured best)
     compile_loss: str = "auto"  # auto: torch.compile the loss kernels on CUDA only
     k: int = 20
     exclude_last_sku: bool = True
@@ -210,6 +210,7 @@ def train_epoch(
     device = loader.device
     use_bf16 = device.type == "cuda" and config.bf16
     compile_loss = config.compile_loss in (True, "true") or (config.compile_loss == "auto" and device.type == "cuda")
+    chunk = config.loss_chunk or (4096 if device.type == "cuda" else 1024)
     model.train()
     order = torch.randperm(len(loader), generator=generator).to(device)
     batches = range(0, len(loader), config.batch_size)
@@ -229,7 +230,7 @@ def train_epoch(
                 dwell,
                 target_mask,
                 targets,
-                chunk=config.loss_chunk,
+                chunk=chunk,
                 compute_dtype=torch.bfloat16 if use_bf16 else None,
                 compile=compile_loss,
             )
