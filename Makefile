@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export PYTHONHASHSEED := 0
@@ -48,6 +49,7 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 
 bench: install
 	$(BIN)/python benchmarks/features_10m.py
+	$(BIN)/python benchmarks/train_throughput.py --jd ../shared/data/jd/appliances.txt
 
 clean:
 	rm -rf artifacts .dagster .pytest_cache .ruff_cache

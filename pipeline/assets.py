@@ -5,7 +5,7 @@ import json
 
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from pipeline.resources import RibParams
+from pipeline.resources import MlflowTracking, RibParams
 from rib.params import load_params
 
 
@@ -111,11 +111,25 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
         deps=[features, word2vec_embeddings],
         description=f"{model} on input variant {variant}: trained, early-stopped on validation, tested once.",
     )
-    def train(context: AssetExecutionContext, rib_params: RibParams) -> MaterializeResult:
+    def train(
+        context: AssetExecutionContext, rib_params: RibParams, mlflow_tracking: MlflowTracking
+    ) -> MaterializeResult:
+        import dataclasses
+
+        from rib.experiment import rib_config, train_config
         from rib.steps import paths, run_training
+        from rib.tracking import data_version, log_training, tracked_run
 
         params = rib_params.load()
-        record = run_training(params, model, variant, log=context.log.info)
+        version = data_version(params.data.inputs)
+        tags = {"model": model, "variant": variant, "data_version": version, "dagster_run_id": context.run_id}
+        with tracked_run(mlflow_tracking.config(), f"{model}-{variant}", tags) as run:
+            record = run_training(params, model, variant, log=context.log.info)
+            logged = {
+                f"model.{k}": v for k, v in rib_config(paths(params).features, params, model, variant).to_dict().items()
+            }
+            logged |= {f"train.{k}": v for k, v in dataclasses.asdict(train_config(params)).items()}
+            log_training(record, logged | {"data_version": version}, paths(params).model(model, variant))
         k = params.evaluation.ks[0]
         curve = "\n".join(
             f"| {h['epoch']} | {h['train_loss']:.4f} | {h[f'validation_recall@{k}']:.4f} "
@@ -131,6 +145,7 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
                 f"test mrr@{k}": record["test"][f"mrr@{k}"],
                 "micro_behaviors_per_second": record["micro_behaviors_per_second"],
                 "device": record["device"],
+                "mlflow_run_id": run.info.run_id,
                 "curve": MetadataValue.md(
                     f"| epoch | loss | val recall@{k} | val mrr@{k} |\n|---:|---:|---:|---:|\n" + curve
                 ),
@@ -153,12 +168,19 @@ TRAINING_ASSETS = build_training_assets()
     deps=[baseline_comparison, *TRAINING_ASSETS],
     description="The paper's Table 3 for this data: every baseline, RIB and RIB-Attention per input variant.",
 )
-def model_comparison(rib_params: RibParams) -> MaterializeResult:
-    from rib.compare import COMPARISON_JSON
+def model_comparison(rib_params: RibParams, mlflow_tracking: MlflowTracking) -> MaterializeResult:
+    from rib.compare import COMPARISON_JSON, COMPARISON_MD
     from rib.steps import paths, run_comparison
+    from rib.tracking import data_version, tracked_run
 
     params = rib_params.load()
     document = run_comparison(params)
-    metadata = _comparison_metadata(document, paths(params).comparison / COMPARISON_JSON)
+    folder = paths(params).comparison
+    with tracked_run(mlflow_tracking.config(), "comparison", {"data_version": data_version(params.data.inputs)}):
+        import mlflow
+
+        mlflow.log_artifact(str(folder / COMPARISON_JSON))
+        mlflow.log_artifact(str(folder / COMPARISON_MD))
+    metadata = _comparison_metadata(document, folder / COMPARISON_JSON)
     metadata["results"] = MetadataValue.json(json.loads(json.dumps(document["results"])))
     return MaterializeResult(metadata=metadata)

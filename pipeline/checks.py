@@ -1,14 +1,16 @@
-"""Asset checks for data quality. Great Expectations suites come with the MLOps issue."""
+"""Asset checks for data and model quality. Great Expectations suites (expectations/*.json) run
+here: their critical expectations are blocking checks, so a raw log that fails them stops
+feature building and training downstream; warnings are reported without blocking."""
 
 import json
+from collections.abc import Iterable
 
-from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue, asset_check, multi_asset_check
 
 from pipeline.assets import features, raw_micro_behaviors
 from pipeline.resources import RibParams
 
 MAX_QUARANTINE_SHARE = 0.05
-MIN_KNOWN_TARGET_SHARE = 0.5
 
 
 @asset_check(asset=raw_micro_behaviors, blocking=True, description="Every input row is kept or quarantined.")
@@ -35,15 +37,59 @@ def quarantine_share(rib_params: RibParams) -> AssetCheckResult:
     )
 
 
-@asset_check(asset=features, description="Most test targets were seen in training (else metrics mean little).")
-def test_targets_known(rib_params: RibParams) -> AssetCheckResult:
-    from rib.steps import paths
-
-    summary = json.loads((paths(rib_params.load()).features / "summary.json").read_text())
-    test = summary["splits"]["test"]
-    share = 1 - test["oov_targets"] / max(test["examples"], 1)
-    return AssetCheckResult(
-        passed=test["examples"] > 0 and share >= MIN_KNOWN_TARGET_SHARE,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"known_target_share": share, "test_examples": test["examples"]},
+def _gx_results(summaries: list[dict], prefix: str) -> Iterable[AssetCheckResult]:
+    """One blocking result for the critical expectations, one warning result for the rest."""
+    rows = [
+        f"| {s['suite']} | {e['type']} | {e['column'] or '-'} | {e['severity']} | {'pass' if e['success'] else 'FAIL'} "
+        f"| {e['unexpected_count'] if e['unexpected_count'] is not None else '-'} |"
+        for s in summaries
+        for e in s["expectations"]
+    ]
+    table = "| suite | expectation | column | severity | result | unexpected |\n|---|---|---|---|---|---:|\n"
+    metadata = {
+        "data_docs": MetadataValue.path(summaries[0]["data_docs"]),
+        "evaluated": sum(s["evaluated"] for s in summaries),
+        "passed": sum(s["passed"] for s in summaries),
+        "failed": sum(s["failed"] for s in summaries),
+        "expectations": MetadataValue.md(table + "\n".join(rows)),
+    }
+    critical = sum(s["critical_failed"] for s in summaries)
+    warnings = sum(s["warnings_failed"] for s in summaries)
+    yield AssetCheckResult(
+        check_name=f"{prefix}_critical_expectations",
+        passed=critical == 0,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={**metadata, "critical_failed": critical},
     )
+    yield AssetCheckResult(
+        check_name=f"{prefix}_warning_expectations",
+        passed=warnings == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata={**metadata, "warnings_failed": warnings},
+    )
+
+
+@multi_asset_check(
+    specs=[
+        AssetCheckSpec("raw_critical_expectations", asset=raw_micro_behaviors, blocking=True),
+        AssetCheckSpec("raw_warning_expectations", asset=raw_micro_behaviors),
+    ],
+    description="Great Expectations suite expectations/raw_micro_behaviors.json.",
+)
+def raw_expectations(rib_params: RibParams) -> Iterable[AssetCheckResult]:
+    from rib.steps import run_raw_quality
+
+    yield from _gx_results([run_raw_quality(rib_params.load())], "raw")
+
+
+@multi_asset_check(
+    specs=[
+        AssetCheckSpec("features_critical_expectations", asset=features, blocking=True),
+        AssetCheckSpec("features_warning_expectations", asset=features),
+    ],
+    description="Great Expectations suites expectations/features.json and dwell_buckets.json.",
+)
+def features_expectations(rib_params: RibParams) -> Iterable[AssetCheckResult]:
+    from rib.steps import run_features_quality
+
+    yield from _gx_results(run_features_quality(rib_params.load()), "features")

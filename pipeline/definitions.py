@@ -10,8 +10,8 @@ from pipeline.assets import (
     raw_micro_behaviors,
     word2vec_embeddings,
 )
-from pipeline.checks import every_row_accounted_for, quarantine_share, test_targets_known
-from pipeline.resources import RibParams
+from pipeline.checks import every_row_accounted_for, features_expectations, quarantine_share, raw_expectations
+from pipeline.resources import MlflowTracking, RibParams
 
 ALL_ASSETS = [
     raw_micro_behaviors,
@@ -21,7 +21,7 @@ ALL_ASSETS = [
     *TRAINING_ASSETS,
     model_comparison,
 ]
-ALL_CHECKS = [every_row_accounted_for, quarantine_share, test_targets_known]
+ALL_CHECKS = [every_row_accounted_for, quarantine_share, raw_expectations, features_expectations]
 
 rib_pipeline_job = define_asset_job("rib_pipeline", selection=ALL_ASSETS, description="Raw logs to comparison table.")
 
@@ -29,5 +29,5 @@ defs = Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
     jobs=[rib_pipeline_job],
-    resources={"rib_params": RibParams()},
+    resources={"rib_params": RibParams(), "mlflow_tracking": MlflowTracking()},
 )

@@ -16,3 +16,16 @@ class RibParams(ConfigurableResource):
         if self.artifacts_dir:
             params.artifacts_dir = self.artifacts_dir
         return params
+
+
+class MlflowTracking(ConfigurableResource):
+    """MLflow on a SQLite store in the project; artifacts in a folder next to it."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_root: str = "mlartifacts"
+    experiment: str = "rib"
+
+    def config(self):
+        from rib.tracking import TrackingConfig
+
+        return TrackingConfig(self.tracking_uri, self.artifact_root, self.experiment)

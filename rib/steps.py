@@ -37,6 +37,10 @@ class ArtifactPaths:
         return self.root / "baselines"
 
     @property
+    def quality(self) -> Path:
+        return self.root / "quality"
+
+    @property
     def word2vec(self) -> Path:
         return self.root / "word2vec"
 
@@ -78,6 +82,26 @@ def run_features(params: Params) -> dict:
 
     artifact_paths = paths(params)
     return build_features(artifact_paths.micro_behaviors, artifact_paths.features, params.features)
+
+
+def run_raw_quality(params: Params) -> dict:
+    """Great Expectations on the canonical table (expectations/raw_micro_behaviors.json)."""
+    from rib.quality import raw_frame, validate
+
+    artifact_paths = paths(params)
+    return validate(raw_frame(artifact_paths.micro_behaviors), "raw_micro_behaviors", artifact_paths.quality)
+
+
+def run_features_quality(params: Params) -> list[dict]:
+    """Great Expectations on the built features (expectations/features.json, dwell_buckets.json)."""
+    from rib.quality import features_frames, validate
+
+    artifact_paths = paths(params)
+    sessions, buckets = features_frames(artifact_paths.features)
+    return [
+        validate(sessions, "features", artifact_paths.quality),
+        validate(buckets, "dwell_buckets", artifact_paths.quality),
+    ]
 
 
 def run_baselines(params: Params) -> dict:

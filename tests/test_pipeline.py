@@ -3,15 +3,17 @@ from pathlib import Path
 
 import yaml
 from dagster import DagsterInstance, materialize
+from helpers import write_canonical
 
 from pipeline.definitions import ALL_ASSETS, ALL_CHECKS, defs
-from pipeline.resources import RibParams
+from pipeline.resources import MlflowTracking, RibParams
 from rib.params import load_params
 
 
-def tiny_params(tmp_path):
+def tiny_params(tmp_path, data: dict | None = None):
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["data"]["inputs"] = [str(tmp_path / "data" / "micro_behaviors.parquet")]
+    params["data"].update(data or {})
     params["artifacts_dir"] = str(tmp_path / "artifacts")
     params["synthetic"].update(n_sessions=400, n_skus=300)
     params["train"].update(epochs=2, progress=False)
@@ -30,7 +32,15 @@ def test_definitions_load_with_every_asset_and_check():
         == {"raw_micro_behaviors", "features", "word2vec_embeddings", "baseline_comparison", "model_comparison"}
         | trained
     )
-    assert len(list(graph.asset_check_keys)) == len(ALL_CHECKS) == 3
+    check_names = {key.name for key in graph.asset_check_keys}
+    assert check_names == {
+        "every_row_accounted_for",
+        "quarantine_share",
+        "raw_critical_expectations",
+        "raw_warning_expectations",
+        "features_critical_expectations",
+        "features_warning_expectations",
+    }
     job = defs.resolve_job_def("rib_pipeline")
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == keys
 
@@ -38,14 +48,22 @@ def test_definitions_load_with_every_asset_and_check():
 def test_materialize_the_whole_graph_in_process(tmp_path):
     params_path = tiny_params(tmp_path)
     instance = DagsterInstance.ephemeral()
+    tracking = MlflowTracking(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlartifacts")
+    )
     result = materialize(
         [*ALL_ASSETS, *ALL_CHECKS],
-        resources={"rib_params": RibParams(params_path=str(params_path))},
+        resources={"rib_params": RibParams(params_path=str(params_path)), "mlflow_tracking": tracking},
         instance=instance,
     )
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"every_row_accounted_for": True, "quarantine_share": True, "test_targets_known": True}
+    assert len(checks) == 6 and all(checks.values()), checks
+    gx_metadata = next(
+        e.metadata for e in result.get_asset_check_evaluations() if e.check_name == "raw_critical_expectations"
+    )
+    assert Path(gx_metadata["data_docs"].value).exists()  # Data Docs built on each validation
+    assert gx_metadata["failed"].value == 0 and gx_metadata["passed"].value > 10
     params = load_params(params_path)
     assert (tmp_path / "data" / "micro_behaviors.parquet").exists()  # the default data was written
 
@@ -61,3 +79,37 @@ def test_materialize_the_whole_graph_in_process(tmp_path):
     table = result.asset_materializations_for_node("model_comparison")[0].metadata["table"].value
     assert "SYNTHETIC" in table and "SKU+Micro-behaviors" in table
     assert (tmp_path / "artifacts" / "models" / "rib-sku_micro" / "weights.npz").exists()
+
+    # MLflow: one run per trained model with per-epoch validation curves, plus the comparison.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("rib").experiment_id])
+    assert len(runs) == 9 and not (tmp_path / "mlruns").exists()
+    rib_run = next(r for r in runs if r.info.run_name == "RIB-sku_micro")
+    assert rib_run.data.tags["data_version"] == rib_run.data.params["data_version"]
+    assert "test_recall_at_20" in rib_run.data.metrics and rib_run.data.params["model.variant"] == "sku_micro"
+    curve = client.get_metric_history(rib_run.info.run_id, "validation_recall_at_20")
+    assert [m.step for m in curve] == list(range(1, len(curve) + 1)) and len(curve) >= 1
+
+
+def test_a_raw_log_failing_a_critical_expectation_stops_everything_downstream(tmp_path):
+    # A mis-mapped session column: every micro-behavior is its own session. Ingest keeps every
+    # row (nothing is malformed), Great Expectations' critical session-length expectation fails.
+    broken = tmp_path / "broken.parquet"
+    write_canonical(broken, {f"s{i}": [(f"p{i % 7}", 5, 10)] for i in range(200)})
+    params_path = tiny_params(tmp_path, {"inputs": [str(broken)], "generate_if_missing": False})
+    tracking = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "art"))
+    result = materialize(
+        [*ALL_ASSETS, *ALL_CHECKS],
+        resources={"rib_params": RibParams(params_path=str(params_path)), "mlflow_tracking": tracking},
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["raw_critical_expectations"] is False
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"raw_micro_behaviors"}
+    assert not (tmp_path / "artifacts" / "features").exists()
+    assert not (tmp_path / "artifacts" / "models").exists()
