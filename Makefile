@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install run test lint format dev bench clean
+.PHONY: install run test lint format dev mlflow bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ format: install
 # The Dagster UI on 127.0.0.1 with run history kept in .dagster/.
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m pipeline.definitions -h 127.0.0.1 -p 3000
+
+# The MLflow UI on 127.0.0.1 over the project's SQLite store.
+mlflow: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 bench: install
 	$(BIN)/python benchmarks/features_10m.py

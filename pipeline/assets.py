@@ -9,7 +9,11 @@ from pipeline.resources import MlflowTracking, RibParams
 from rib.params import load_params
 
 
-@asset(group_name="data", description="Raw logs turned into the canonical micro-behavior table, with a quarantine.")
+@asset(
+    group_name="data",
+    pool="duckdb",
+    description="Raw logs turned into the canonical micro-behavior table, with a quarantine.",
+)
 def raw_micro_behaviors(context: AssetExecutionContext, rib_params: RibParams) -> MaterializeResult:
     from rib.steps import generate_default_data, paths, run_ingest
 
@@ -33,6 +37,7 @@ def raw_micro_behaviors(context: AssetExecutionContext, rib_params: RibParams) -
 
 @asset(
     group_name="features",
+    pool="duckdb",  # steps that write a DuckDB file run one at a time (dagster.yaml)
     deps=[raw_micro_behaviors],
     description="DuckDB features: splits, macro interactions, dwell buckets, vocabularies, examples.",
 )

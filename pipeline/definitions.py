@@ -1,6 +1,6 @@
 """`dagster dev -m pipeline.definitions` loads this. Heavy libraries are imported inside assets."""
 
-from dagster import Definitions, define_asset_job
+from dagster import Definitions
 
 from pipeline.assets import (
     TRAINING_ASSETS,
@@ -11,7 +11,9 @@ from pipeline.assets import (
     word2vec_embeddings,
 )
 from pipeline.checks import every_row_accounted_for, features_expectations, quarantine_share, raw_expectations
+from pipeline.jobs import rib_pipeline_job
 from pipeline.resources import MlflowTracking, RibParams
+from pipeline.schedules import nightly_retraining, raw_data_changed
 
 ALL_ASSETS = [
     raw_micro_behaviors,
@@ -23,11 +25,12 @@ ALL_ASSETS = [
 ]
 ALL_CHECKS = [every_row_accounted_for, quarantine_share, raw_expectations, features_expectations]
 
-rib_pipeline_job = define_asset_job("rib_pipeline", selection=ALL_ASSETS, description="Raw logs to comparison table.")
 
 defs = Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
     jobs=[rib_pipeline_job],
+    schedules=[nightly_retraining()],
+    sensors=[raw_data_changed],
     resources={"rib_params": RibParams(), "mlflow_tracking": MlflowTracking()},
 )

@@ -80,6 +80,11 @@ class ExperimentParams:
 
 
 @dataclass
+class ScheduleParams:
+    retrain_cron: str = "0 2 * * *"  # nightly retraining, 02:00
+
+
+@dataclass
 class Params:
     data: DataParams = field(default_factory=DataParams)
     artifacts_dir: str = "artifacts"
@@ -91,6 +96,7 @@ class Params:
     model: ModelParams = field(default_factory=ModelParams)
     train: TrainParams = field(default_factory=lambda: TrainParams())
     experiment: ExperimentParams = field(default_factory=ExperimentParams)
+    schedule: ScheduleParams = field(default_factory=ScheduleParams)
 
 
 def _build(cls, raw: dict | None, where: str):
@@ -118,4 +124,5 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         model=_build(ModelParams, raw.get("model"), f"{path}: model"),
         train=_build(TrainParams, raw.get("train"), f"{path}: train"),
         experiment=_build(ExperimentParams, raw.get("experiment"), f"{path}: experiment"),
+        schedule=_build(ScheduleParams, raw.get("schedule"), f"{path}: schedule"),
     )

@@ -9,9 +9,11 @@ from pipeline.definitions import ALL_ASSETS, ALL_CHECKS, defs
 from pipeline.resources import MlflowTracking, RibParams
 from rib.params import load_params
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def tiny_params(tmp_path, data: dict | None = None):
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["inputs"] = [str(tmp_path / "data" / "micro_behaviors.parquet")]
     params["data"].update(data or {})
     params["artifacts_dir"] = str(tmp_path / "artifacts")
@@ -113,3 +115,26 @@ def test_a_raw_log_failing_a_critical_expectation_stops_everything_downstream(tm
     assert materialized == {"raw_micro_behaviors"}
     assert not (tmp_path / "artifacts" / "features").exists()
     assert not (tmp_path / "artifacts" / "models").exists()
+
+
+def test_nightly_schedule_and_raw_data_sensor(tmp_path, monkeypatch):
+    from dagster import DefaultScheduleStatus, RunRequest, SkipReason, build_sensor_context
+
+    from pipeline.schedules import raw_data_changed
+
+    schedule = defs.get_schedule_def("nightly_retraining")
+    assert schedule.cron_schedule == load_params(REPO / "params.yaml").schedule.retrain_cron == "0 2 * * *"
+    assert schedule.default_status == DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "rib_pipeline"
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("data:\n  inputs: [raw.txt]\n")
+    (tmp_path / "raw.txt").write_text("1+5+9+3+10 2+5+9+3+10\n")
+    context = build_sensor_context(instance=DagsterInstance.ephemeral())
+    assert isinstance(raw_data_changed(context), SkipReason)  # first look: remember what is there
+    unchanged = build_sensor_context(cursor=context.cursor)
+    assert isinstance(raw_data_changed(unchanged), SkipReason)
+    (tmp_path / "raw.txt").write_text("1+5+9+3+10 2+5+9+3+10\n3+5+9+3+10 4+5+9+3+10\n")
+    changed = build_sensor_context(cursor=context.cursor)
+    request = raw_data_changed(changed)
+    assert isinstance(request, RunRequest) and changed.cursor != context.cursor
