@@ -10,8 +10,9 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export PYTHONHASHSEED := 0
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test lint format dev mlflow bench clean
+.PHONY: install run test lint format dev mlflow serve bench clean
 
 install: $(STAMP)
 
@@ -50,6 +51,10 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 # The MLflow UI on 127.0.0.1 over the project's SQLite store.
 mlflow: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
+# Serve the registered champion on 127.0.0.1:5001 (POST /invocations, see README).
+serve: install
+	MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(BIN)/mlflow models serve -m models:/rib@champion --env-manager local -h 127.0.0.1 -p 5001 -w 1
 
 bench: install
 	$(BIN)/python benchmarks/features_10m.py

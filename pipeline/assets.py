@@ -127,7 +127,7 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
 
         params = rib_params.load()
         version = data_version(params.data.inputs)
-        tags = {"model": model, "variant": variant, "data_version": version, "dagster_run_id": context.run_id}
+        tags = {"model": model, "variant": variant, "data_version": version, "dagster_run_id": context.run.run_id}
         with tracked_run(mlflow_tracking.config(), f"{model}-{variant}", tags) as run:
             record = run_training(params, model, variant, log=context.log.info)
             logged = {
@@ -189,3 +189,17 @@ def model_comparison(rib_params: RibParams, mlflow_tracking: MlflowTracking) -> 
     metadata = _comparison_metadata(document, folder / COMPARISON_JSON)
     metadata["results"] = MetadataValue.json(json.loads(json.dumps(document["results"])))
     return MaterializeResult(metadata=metadata)
+
+
+@asset(
+    group_name="registry",
+    deps=[model_comparison],
+    description="The configured RIB logged as an MLflow pyfunc; `champion` moves only on test improvement.",
+)
+def registered_model(rib_params: RibParams, mlflow_tracking: MlflowTracking) -> MaterializeResult:
+    from rib.steps import run_registration
+
+    decision = run_registration(rib_params.load(), mlflow_tracking.config())
+    return MaterializeResult(
+        metadata={k: (MetadataValue.text(str(v)) if isinstance(v, str) else v) for k, v in decision.items()}
+    )

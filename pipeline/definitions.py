@@ -8,6 +8,7 @@ from pipeline.assets import (
     features,
     model_comparison,
     raw_micro_behaviors,
+    registered_model,
     word2vec_embeddings,
 )
 from pipeline.checks import every_row_accounted_for, features_expectations, quarantine_share, raw_expectations
@@ -22,6 +23,7 @@ ALL_ASSETS = [
     baseline_comparison,
     *TRAINING_ASSETS,
     model_comparison,
+    registered_model,
 ]
 ALL_CHECKS = [every_row_accounted_for, quarantine_share, raw_expectations, features_expectations]
 

@@ -80,6 +80,13 @@ class ExperimentParams:
 
 
 @dataclass
+class RegistryParams:
+    model_name: str = "rib"
+    model: str = "RIB"
+    variant: str = "sku_micro"
+
+
+@dataclass
 class ScheduleParams:
     retrain_cron: str = "0 2 * * *"  # nightly retraining, 02:00
 
@@ -97,6 +104,7 @@ class Params:
     train: TrainParams = field(default_factory=lambda: TrainParams())
     experiment: ExperimentParams = field(default_factory=ExperimentParams)
     schedule: ScheduleParams = field(default_factory=ScheduleParams)
+    registry: RegistryParams = field(default_factory=RegistryParams)
 
 
 def _build(cls, raw: dict | None, where: str):
@@ -125,4 +133,5 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         train=_build(TrainParams, raw.get("train"), f"{path}: train"),
         experiment=_build(ExperimentParams, raw.get("experiment"), f"{path}: experiment"),
         schedule=_build(ScheduleParams, raw.get("schedule"), f"{path}: schedule"),
+        registry=_build(RegistryParams, raw.get("registry"), f"{path}: registry"),
     )

@@ -165,5 +165,27 @@ def run_comparison(params: Params) -> dict:
     return write_comparison(document, artifact_paths.comparison)
 
 
+def run_registration(params: Params, tracking) -> dict:
+    """Log the configured model as an MLflow pyfunc version; move `champion` only on improvement."""
+    from rib.serving.registry import register_model
+    from rib.tracking import data_version
+
+    artifact_paths = paths(params)
+    registry = params.registry
+    checkpoint = artifact_paths.model(registry.model, registry.variant)
+    record = json.loads((checkpoint / "metrics.json").read_text())
+    metric = f"recall@{params.evaluation.ks[0]}"
+    return register_model(
+        checkpoint,
+        tracking,
+        registry.model_name,
+        data_version(params.data.inputs),
+        metric,
+        record["test"][metric],
+        artifact_paths.features,
+        params.evaluation.exclude_last_sku,
+    )
+
+
 def _data_label(params: Params) -> str:
     return ", ".join(params.data.inputs)

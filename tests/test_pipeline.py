@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from dagster import DagsterInstance, materialize
 from helpers import write_canonical
@@ -31,7 +32,14 @@ def test_definitions_load_with_every_asset_and_check():
     trained = {f"{m}_{v}" for m in ("rib", "rib_attention") for v in ("sku", "sku_activity", "sku_dwell", "sku_micro")}
     assert (
         keys
-        == {"raw_micro_behaviors", "features", "word2vec_embeddings", "baseline_comparison", "model_comparison"}
+        == {
+            "raw_micro_behaviors",
+            "features",
+            "word2vec_embeddings",
+            "baseline_comparison",
+            "model_comparison",
+            "registered_model",
+        }
         | trained
     )
     check_names = {key.name for key in graph.asset_check_keys}
@@ -47,17 +55,24 @@ def test_definitions_load_with_every_asset_and_check():
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == keys
 
 
-def test_materialize_the_whole_graph_in_process(tmp_path):
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """The whole asset graph materialized once, in process, on a tiny synthetic dataset."""
+    tmp_path = tmp_path_factory.mktemp("pipeline")
     params_path = tiny_params(tmp_path)
-    instance = DagsterInstance.ephemeral()
     tracking = MlflowTracking(
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlartifacts")
     )
     result = materialize(
         [*ALL_ASSETS, *ALL_CHECKS],
         resources={"rib_params": RibParams(params_path=str(params_path)), "mlflow_tracking": tracking},
-        instance=instance,
+        instance=DagsterInstance.ephemeral(),
     )
+    return result, tmp_path, params_path, tracking
+
+
+def test_materialize_the_whole_graph_in_process(pipeline_run):
+    result, tmp_path, params_path, _ = pipeline_run
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert len(checks) == 6 and all(checks.values()), checks
@@ -82,17 +97,66 @@ def test_materialize_the_whole_graph_in_process(tmp_path):
     assert "SYNTHETIC" in table and "SKU+Micro-behaviors" in table
     assert (tmp_path / "artifacts" / "models" / "rib-sku_micro" / "weights.npz").exists()
 
-    # MLflow: one run per trained model with per-epoch validation curves, plus the comparison.
+
+def test_mlflow_tracks_every_training_run(pipeline_run):
     from mlflow.tracking import MlflowClient
 
+    _, tmp_path, _, tracking = pipeline_run
     client = MlflowClient(tracking_uri=tracking.tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("rib").experiment_id])
-    assert len(runs) == 9 and not (tmp_path / "mlruns").exists()
+    names = [r.info.run_name for r in runs]
+    assert len([n for n in names if n.startswith("RIB")]) == 8 and "comparison" in names
+    assert not (tmp_path / "mlruns").exists()  # a SQLite store, never the file store
     rib_run = next(r for r in runs if r.info.run_name == "RIB-sku_micro")
     assert rib_run.data.tags["data_version"] == rib_run.data.params["data_version"]
     assert "test_recall_at_20" in rib_run.data.metrics and rib_run.data.params["model.variant"] == "sku_micro"
     curve = client.get_metric_history(rib_run.info.run_id, "validation_recall_at_20")
     assert [m.step for m in curve] == list(range(1, len(curve) + 1)) and len(curve) >= 1
+
+
+def test_champion_alias_moves_only_on_improvement(pipeline_run):
+    from mlflow import MlflowClient
+
+    from rib.serving.registry import register_model
+    from rib.steps import paths
+
+    result, _, params_path, tracking = pipeline_run
+    first = result.asset_materializations_for_node("registered_model")[0].metadata
+    assert first["promoted"].value is True and first["reason"].value == "no champion yet"
+    params = load_params(params_path)
+    artifact_paths = paths(params)
+    checkpoint = artifact_paths.model("RIB", "sku_micro")
+    value = json.loads((checkpoint / "metrics.json").read_text())["test"]["recall@20"]
+    client = MlflowClient(tracking_uri=tracking.tracking_uri)
+    version = first["version"].value
+
+    worse = register_model(
+        checkpoint,
+        tracking.config(),
+        "rib",
+        first["data_version"].value if "data_version" in first else _version(params),
+        "recall@20",
+        value - 0.01,
+        artifact_paths.features,
+    )
+    assert worse["promoted"] is False
+    assert int(client.get_model_version_by_alias("rib", "champion").version) == version
+    better = register_model(
+        checkpoint, tracking.config(), "rib", _version(params), "recall@20", value + 0.01, artifact_paths.features
+    )
+    assert better["promoted"] is True and better["champion_recall@20"] == pytest.approx(value)
+    assert int(client.get_model_version_by_alias("rib", "champion").version) == better["version"]
+    # Another data version: the champion is re-evaluated on this data's test split first.
+    other = register_model(
+        checkpoint, tracking.config(), "rib", "another-data-version", "recall@20", 0.0, artifact_paths.features
+    )
+    assert other["promoted"] is False and other["champion_recall@20"] == pytest.approx(value)
+
+
+def _version(params):
+    from rib.tracking import data_version
+
+    return data_version(params.data.inputs)
 
 
 def test_a_raw_log_failing_a_critical_expectation_stops_everything_downstream(tmp_path):
@@ -138,3 +202,99 @@ def test_nightly_schedule_and_raw_data_sensor(tmp_path, monkeypatch):
     changed = build_sensor_context(cursor=context.cursor)
     request = raw_data_changed(changed)
     assert isinstance(request, RunRequest) and changed.cursor != context.cursor
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_served_champion_answers_over_http(pipeline_run):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    _, tmp_path, _, tracking = pipeline_run
+    vocab = json.loads((tmp_path / "artifacts" / "models" / "rib-sku_micro" / "vocab.json").read_text())
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs uvicorn
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/rib@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+    def post(body: bytes) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"server did not start: {server.stderr.read().decode()[-2000:]}") from None
+                time.sleep(0.5)
+
+        known = vocab["sku"][2:5]
+        sessions = [
+            {"session": [{"sku": sku, "activity": 5, "dwell": 30.0} for sku in known]},
+            {"session": [{"sku": known[0], "activity": 9, "dwell": 120.0}]},
+        ]
+        status, answer = post(json.dumps({"dataframe_records": sessions, "params": {"k": 5}}).encode())
+        assert status == 200, answer
+        predictions = answer["predictions"]
+        assert len(predictions) == 2
+        assert len(predictions[0]["skus"]) == len(predictions[0]["scores"]) == 5
+        assert set(predictions[0]["skus"]) <= set(vocab["sku"][2:])
+        assert len(predictions[0]["attention"]) == 3 and abs(sum(predictions[0]["attention"]) - 1) < 1e-4
+        assert len(predictions[1]["attention"]) == 1
+
+        unknown = {"dataframe_records": [{"session": [{"sku": "no-such-sku", "activity": 5, "dwell": 3.0}]}]}
+        status, answer = post(json.dumps(unknown).encode())
+        assert 400 <= status < 500 and "unknown SKU 'no-such-sku'" in answer["message"]
+        assert "Traceback" not in answer["message"]
+        bad_activity = {"dataframe_records": [{"session": [{"sku": known[0], "activity": 11, "dwell": 3.0}]}]}
+        status, answer = post(json.dumps(bad_activity).encode())
+        assert 400 <= status < 500 and "activity" in answer["message"]
+        status, _ = post(b"{not json")
+        assert 400 <= status < 500
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
