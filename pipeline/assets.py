@@ -5,7 +5,7 @@ import json
 
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from pipeline.resources import MlflowTracking, RibParams
+from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
 from rib.params import load_params
 
 
@@ -14,14 +14,19 @@ from rib.params import load_params
     pool="duckdb",
     description="Raw logs turned into the canonical micro-behavior table, with a quarantine.",
 )
-def raw_micro_behaviors(context: AssetExecutionContext, rib_params: RibParams) -> MaterializeResult:
+def raw_micro_behaviors(
+    context: AssetExecutionContext, rib_params: RibParams, dvc_versioning: DvcVersioning
+) -> MaterializeResult:
     from rib.steps import generate_default_data, paths, run_ingest
 
     params = rib_params.load()
     generated = generate_default_data(params)
     if generated:
         context.log.info(f"wrote the synthetic default dataset to {generated}")
+        # The generator is deterministic: this is the data data.dvc records; put it in the DVC cache.
+        dvc_versioning.record("data.dvc", force=False)
     report = run_ingest(params)
+    dvc_versioning.record("ingest")
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(str(paths(params).micro_behaviors)),
@@ -41,11 +46,12 @@ def raw_micro_behaviors(context: AssetExecutionContext, rib_params: RibParams) -
     deps=[raw_micro_behaviors],
     description="DuckDB features: splits, macro interactions, dwell buckets, vocabularies, examples.",
 )
-def features(rib_params: RibParams) -> MaterializeResult:
+def features(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:
     from rib.steps import paths, run_features
 
     params = rib_params.load()
     summary = run_features(params)
+    dvc_versioning.record("features")
     rows = "\n".join(
         f"| {split} | {s['sessions']} | {s['micro_behaviors']} | {s['examples']} | {s['oov_targets']} |"
         for split, s in summary["splits"].items()
@@ -64,11 +70,12 @@ def features(rib_params: RibParams) -> MaterializeResult:
 
 
 @asset(group_name="training", deps=[features], description="gensim word2vec of SKUs, activities and dwell buckets.")
-def word2vec_embeddings(rib_params: RibParams) -> MaterializeResult:
+def word2vec_embeddings(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:
     from rib.steps import paths, run_word2vec
 
     params = rib_params.load()
     report = run_word2vec(params)
+    dvc_versioning.record("word2vec")
     return MaterializeResult(
         metadata={"path": MetadataValue.path(str(paths(params).word2vec)), "kinds": MetadataValue.json(report["kinds"])}
     )
@@ -95,20 +102,21 @@ def _comparison_metadata(document: dict, path) -> dict:
     deps=[features, word2vec_embeddings],
     description="POP, S-POP, Item-KNN, BPR-MF, Word2vec and Word2vec Avg on the test split.",
 )
-def baseline_comparison(rib_params: RibParams) -> MaterializeResult:
+def baseline_comparison(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:
     from rib.compare import COMPARISON_JSON
     from rib.steps import paths, run_baselines
 
     params = rib_params.load()
     document = run_baselines(params)
+    dvc_versioning.record("baselines")
     return MaterializeResult(metadata=_comparison_metadata(document, paths(params).baselines / COMPARISON_JSON))
 
 
 def training_asset(model: str, variant: str) -> AssetsDefinition:
-    """One asset per trained model and input variant, e.g. `rib__sku_micro`."""
+    """One asset per trained model and input variant, e.g. `rib_sku_micro`."""
     from rib.experiment import model_name
 
-    name = model_name(model, variant).replace("-", "_")
+    name = model_name(model, variant).lower().replace("-", "_")
 
     @asset(
         name=name,
@@ -117,7 +125,10 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
         description=f"{model} on input variant {variant}: trained, early-stopped on validation, tested once.",
     )
     def train(
-        context: AssetExecutionContext, rib_params: RibParams, mlflow_tracking: MlflowTracking
+        context: AssetExecutionContext,
+        rib_params: RibParams,
+        mlflow_tracking: MlflowTracking,
+        dvc_versioning: DvcVersioning,
     ) -> MaterializeResult:
         import dataclasses
 
@@ -135,6 +146,7 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
             }
             logged |= {f"train.{k}": v for k, v in dataclasses.asdict(train_config(params)).items()}
             log_training(record, logged | {"data_version": version}, paths(params).model(model, variant))
+        dvc_versioning.record(f"train@{model}-{variant}")
         k = params.evaluation.ks[0]
         curve = "\n".join(
             f"| {h['epoch']} | {h['train_loss']:.4f} | {h[f'validation_recall@{k}']:.4f} "
@@ -173,13 +185,16 @@ TRAINING_ASSETS = build_training_assets()
     deps=[baseline_comparison, *TRAINING_ASSETS],
     description="The paper's Table 3 for this data: every baseline, RIB and RIB-Attention per input variant.",
 )
-def model_comparison(rib_params: RibParams, mlflow_tracking: MlflowTracking) -> MaterializeResult:
+def model_comparison(
+    rib_params: RibParams, mlflow_tracking: MlflowTracking, dvc_versioning: DvcVersioning
+) -> MaterializeResult:
     from rib.compare import COMPARISON_JSON, COMPARISON_MD
     from rib.steps import paths, run_comparison
     from rib.tracking import data_version, tracked_run
 
     params = rib_params.load()
     document = run_comparison(params)
+    dvc_versioning.record("comparison")
     folder = paths(params).comparison
     with tracked_run(mlflow_tracking.config(), "comparison", {"data_version": data_version(params.data.inputs)}):
         import mlflow

@@ -13,7 +13,7 @@ from pipeline.assets import (
 )
 from pipeline.checks import every_row_accounted_for, features_expectations, quarantine_share, raw_expectations
 from pipeline.jobs import rib_pipeline_job
-from pipeline.resources import MlflowTracking, RibParams
+from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
 from pipeline.schedules import nightly_retraining, raw_data_changed
 
 ALL_ASSETS = [
@@ -34,5 +34,5 @@ defs = Definitions(
     jobs=[rib_pipeline_job],
     schedules=[nightly_retraining()],
     sensors=[raw_data_changed],
-    resources={"rib_params": RibParams(), "mlflow_tracking": MlflowTracking()},
+    resources={"rib_params": RibParams(), "mlflow_tracking": MlflowTracking(), "dvc_versioning": DvcVersioning()},
 )

@@ -29,3 +29,17 @@ class MlflowTracking(ConfigurableResource):
         from rib.tracking import TrackingConfig
 
         return TrackingConfig(self.tracking_uri, self.artifact_root, self.experiment)
+
+
+class DvcVersioning(ConfigurableResource):
+    """Records each asset's stage of dvc.yaml (`dvc commit`) once it has written its outputs."""
+
+    enabled: bool = True
+    root: str = "."
+
+    def record(self, stage: str, force: bool = True) -> bool:
+        if not self.enabled:
+            return False
+        from rib.versioning import record_stage
+
+        return record_stage(stage, self.root, force)

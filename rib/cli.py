@@ -115,6 +115,40 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
     print(comparison_markdown(write_comparison(document, out)))
 
 
+def _cmd_stage(args: argparse.Namespace) -> None:
+    """One pipeline step, as dvc.yaml runs it: the same functions the Dagster assets call."""
+    from rib import steps
+
+    params = load_params(args.params)
+    if args.name == "ingest":
+        steps.generate_default_data(params)
+        report = steps.run_ingest(params)
+        _gate(steps.run_raw_quality(params))
+        print(report.to_json())
+    elif args.name == "features":
+        summary = steps.run_features(params)
+        for result in steps.run_features_quality(params):
+            _gate(result)
+        print(json.dumps(summary["splits"], indent=2))
+    elif args.name == "word2vec":
+        print(json.dumps(steps.run_word2vec(params)["kinds"], indent=2))
+    elif args.name == "baselines":
+        steps.run_baselines(params)
+    elif args.name == "train":
+        record = steps.run_training(params, args.model, args.variant)
+        print(json.dumps({k: record[k] for k in ("model", "variant", "best_epoch", "test")}, indent=2))
+    elif args.name == "comparison":
+        from rib.compare import comparison_markdown
+
+        print(comparison_markdown(steps.run_comparison(params)))
+
+
+def _gate(summary: dict) -> None:
+    if summary["critical_failed"]:
+        failed = [e for e in summary["expectations"] if not e["success"] and e["severity"] == "critical"]
+        raise ValueError(f"data quality gate {summary['suite']} failed: {failed}; Data Docs: {summary['data_docs']}")
+
+
 def _cmd_table(args: argparse.Namespace) -> None:
     from rib.compare import COMPARISON_JSON, comparison_markdown
 
@@ -173,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--models", nargs="+", help="baselines and/or RIB, RIB-Attention (default: all)")
     benchmark.add_argument("inputs", nargs="+", metavar="INPUT")
     benchmark.set_defaults(run=_cmd_benchmark)
+
+    stage = commands.add_parser("stage", help="run one pipeline step under artifacts/ (what dvc.yaml calls)")
+    stage.add_argument("name", choices=["ingest", "features", "word2vec", "baselines", "train", "comparison"])
+    stage.add_argument("--model", default="RIB", choices=["RIB", "RIB-Attention"])
+    stage.add_argument("--variant", default="sku_micro", choices=list(VARIANTS))
+    stage.set_defaults(run=_cmd_stage)
 
     table = commands.add_parser("table", help="print the comparison table of a results folder")
     table.add_argument("dir")

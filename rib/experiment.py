@@ -19,7 +19,8 @@ DETERMINISTIC_BASELINES = {"POP", "S-POP", "Item-KNN"}
 
 
 def model_name(model: str, variant: str) -> str:
-    return f"{model.lower()}-{variant}"
+    """Folder name of a trained model, e.g. RIB-sku_micro (dvc.yaml builds the same from params)."""
+    return f"{model}-{variant}"
 
 
 def rib_config(features_dir: str | Path, params: Params, model: str, variant: str):
@@ -90,6 +91,7 @@ def train_one(
         result.model, out_dir, vocab, extra={"train": dataclasses.asdict(config), "max_len": params.features.max_len}
     )
     (Path(out_dir) / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    (Path(out_dir) / "history.json").write_text(json.dumps(record["history"], indent=2) + "\n")  # DVC plots
     return record
 
 

@@ -161,8 +161,18 @@ def run_comparison(params: Params) -> dict:
         for variant in params.experiment.variants:
             records.append(json.loads((artifact_paths.model(model, variant) / "metrics.json").read_text()))
     summary = json.loads((artifact_paths.features / "summary.json").read_text())
-    document = aggregate(records, synthetic=summary["synthetic"], data=_data_label(params), k=params.evaluation.ks[0])
-    return write_comparison(document, artifact_paths.comparison)
+    k = params.evaluation.ks[0]
+    document = aggregate(records, synthetic=summary["synthetic"], data=_data_label(params), k=k)
+    write_comparison(document, artifact_paths.comparison)
+    flat = {  # what `dvc metrics show` prints
+        f"{row['model']}/{row['variant'] or 'baseline'}": {
+            f"recall@{k}": row[f"recall@{k}"],
+            f"mrr@{k}": row[f"mrr@{k}"],
+        }
+        for row in document["results"]
+    }
+    (artifact_paths.comparison / "metrics.json").write_text(json.dumps(flat, indent=2) + "\n")
+    return document
 
 
 def run_registration(params: Params, tracking) -> dict:

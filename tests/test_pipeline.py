@@ -7,10 +7,11 @@ from dagster import DagsterInstance, materialize
 from helpers import write_canonical
 
 from pipeline.definitions import ALL_ASSETS, ALL_CHECKS, defs
-from pipeline.resources import MlflowTracking, RibParams
+from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
 from rib.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
+NO_DVC = DvcVersioning(enabled=False)  # these runs write under tmp_path, outside dvc.yaml's paths
 
 
 def tiny_params(tmp_path, data: dict | None = None):
@@ -65,7 +66,11 @@ def pipeline_run(tmp_path_factory):
     )
     result = materialize(
         [*ALL_ASSETS, *ALL_CHECKS],
-        resources={"rib_params": RibParams(params_path=str(params_path)), "mlflow_tracking": tracking},
+        resources={
+            "rib_params": RibParams(params_path=str(params_path)),
+            "mlflow_tracking": tracking,
+            "dvc_versioning": NO_DVC,
+        },
         instance=DagsterInstance.ephemeral(),
     )
     return result, tmp_path, params_path, tracking
@@ -95,7 +100,7 @@ def test_materialize_the_whole_graph_in_process(pipeline_run):
     assert all(r["n_test"] > 0 and 0 <= r["recall@20"] <= 1 for r in comparison["results"])
     table = result.asset_materializations_for_node("model_comparison")[0].metadata["table"].value
     assert "SYNTHETIC" in table and "SKU+Micro-behaviors" in table
-    assert (tmp_path / "artifacts" / "models" / "rib-sku_micro" / "weights.npz").exists()
+    assert (tmp_path / "artifacts" / "models" / "RIB-sku_micro" / "weights.npz").exists()
 
 
 def test_mlflow_tracks_every_training_run(pipeline_run):
@@ -168,7 +173,11 @@ def test_a_raw_log_failing_a_critical_expectation_stops_everything_downstream(tm
     tracking = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "art"))
     result = materialize(
         [*ALL_ASSETS, *ALL_CHECKS],
-        resources={"rib_params": RibParams(params_path=str(params_path)), "mlflow_tracking": tracking},
+        resources={
+            "rib_params": RibParams(params_path=str(params_path)),
+            "mlflow_tracking": tracking,
+            "dvc_versioning": NO_DVC,
+        },
         instance=DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
@@ -222,7 +231,7 @@ def test_served_champion_answers_over_http(pipeline_run):
     import urllib.request
 
     _, tmp_path, _, tracking = pipeline_run
-    vocab = json.loads((tmp_path / "artifacts" / "models" / "rib-sku_micro" / "vocab.json").read_text())
+    vocab = json.loads((tmp_path / "artifacts" / "models" / "RIB-sku_micro" / "vocab.json").read_text())
     port = _free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs uvicorn
