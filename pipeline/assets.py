@@ -121,6 +121,7 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
     @asset(
         name=name,
         group_name="training",
+        pool="training",  # one training at a time (dagster.yaml): each uses every core or the GPU
         deps=[features, word2vec_embeddings],
         description=f"{model} on input variant {variant}: trained, early-stopped on validation, tested once.",
     )
