@@ -66,6 +66,10 @@ def log_training(record: dict, params: dict, checkpoint_dir: str | Path | None =
         {f"test_{k.replace('@', '_at_')}": float(v) for k, v in record["test"].items()}
         | {"best_epoch": record["best_epoch"], "micro_behaviors_per_second": record["micro_behaviors_per_second"]}
     )
+    from rib.plots import training_curve_svg
+
+    k = next(int(key.split("@")[1]) for key in record["test"] if key.startswith("recall@"))
+    mlflow.log_text(training_curve_svg(record["history"], k), "plots/training_curve.svg")
     if checkpoint_dir is not None:
         for name in ("config.json", "metrics.json"):
             path = Path(checkpoint_dir) / name

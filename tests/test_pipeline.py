@@ -117,6 +117,10 @@ def test_mlflow_tracks_every_training_run(pipeline_run):
     assert "test_recall_at_20" in rib_run.data.metrics and rib_run.data.params["model.variant"] == "sku_micro"
     curve = client.get_metric_history(rib_run.info.run_id, "validation_recall_at_20")
     assert [m.step for m in curve] == list(range(1, len(curve) + 1)) and len(curve) >= 1
+    artifacts = {a.path for a in client.list_artifacts(rib_run.info.run_id, "plots")}
+    assert artifacts == {"plots/training_curve.svg"}
+    comparison_run = next(r for r in runs if r.info.run_name == "comparison")
+    assert {a.path for a in client.list_artifacts(comparison_run.info.run_id)} >= {"comparison.json", "comparison.md"}
 
 
 def test_champion_alias_moves_only_on_improvement(pipeline_run):
@@ -188,6 +192,9 @@ def test_a_raw_log_failing_a_critical_expectation_stops_everything_downstream(tm
     assert materialized == {"raw_micro_behaviors"}
     assert not (tmp_path / "artifacts" / "features").exists()
     assert not (tmp_path / "artifacts" / "models").exists()
+    from mlflow import MlflowClient
+
+    assert MlflowClient(tracking_uri=tracking.tracking_uri).search_registered_models() == []  # nothing registered
 
 
 def test_nightly_schedule_and_raw_data_sensor(tmp_path, monkeypatch):
