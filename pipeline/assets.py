@@ -219,3 +219,34 @@ def registered_model(rib_params: RibParams, mlflow_tracking: MlflowTracking) -> 
     return MaterializeResult(
         metadata={k: (MetadataValue.text(str(v)) if isinstance(v, str) else v) for k, v in decision.items()}
     )
+
+
+@asset(
+    group_name="insight",
+    deps=[raw_micro_behaviors],
+    description="Section 3 of the paper: conversion by activity and dwell, click source vs modules and dwell.",
+)
+def section3_analysis(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:
+    from rib.steps import run_section3
+
+    document = run_section3(rib_params.load())
+    synthetic = document["synthetic"]
+    dvc_versioning.record("section3")
+    conversion = "\n".join(
+        f"| {r['activity_name']} | {r['occurrences']} | {r['converted']} | {r['conversion_rate']:.4f} |"
+        for r in document["tables"]["conversion_by_activity"]
+    )
+    by_dwell = "\n".join(
+        f"| {r['dwell_label']} | {r['occurrences']} | {r['converted']} | {r['conversion_rate']:.4f} |"
+        for r in document["tables"]["conversion_by_dwell"]
+    )
+    header = "| {} | occurrences | ordered later | conversion rate |\n|---|---:|---:|---:|\n"
+    label = " (SYNTHETIC data)" if synthetic else ""
+    return MaterializeResult(
+        metadata={
+            "conversion_by_activity": MetadataValue.md(f"Figure 2{label}\n\n" + header.format("activity") + conversion),
+            "conversion_by_dwell": MetadataValue.md(f"Figure 4{label}\n\n" + header.format("dwell") + by_dwell),
+            **{f"figure {name}": MetadataValue.path(path) for name, path in document["figures"].items()},
+            "synthetic": synthetic,
+        }
+    )

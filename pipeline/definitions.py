@@ -9,6 +9,7 @@ from pipeline.assets import (
     model_comparison,
     raw_micro_behaviors,
     registered_model,
+    section3_analysis,
     word2vec_embeddings,
 )
 from pipeline.checks import every_row_accounted_for, features_expectations, quarantine_share, raw_expectations
@@ -24,6 +25,7 @@ ALL_ASSETS = [
     *TRAINING_ASSETS,
     model_comparison,
     registered_model,
+    section3_analysis,
 ]
 ALL_CHECKS = [every_row_accounted_for, quarantine_share, raw_expectations, features_expectations]
 

@@ -137,6 +137,8 @@ def _cmd_stage(args: argparse.Namespace) -> None:
     elif args.name == "train":
         record = steps.run_training(params, args.model, args.variant)
         print(json.dumps({k: record[k] for k in ("model", "variant", "best_epoch", "test")}, indent=2))
+    elif args.name == "section3":
+        steps.run_section3(params)
     elif args.name == "comparison":
         from rib.compare import comparison_markdown
 
@@ -209,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.set_defaults(run=_cmd_benchmark)
 
     stage = commands.add_parser("stage", help="run one pipeline step under artifacts/ (what dvc.yaml calls)")
-    stage.add_argument("name", choices=["ingest", "features", "word2vec", "baselines", "train", "comparison"])
+    stage.add_argument(
+        "name", choices=["ingest", "features", "word2vec", "baselines", "train", "comparison", "section3"]
+    )
     stage.add_argument("--model", default="RIB", choices=["RIB", "RIB-Attention"])
     stage.add_argument("--variant", default="sku_micro", choices=list(VARIANTS))
     stage.set_defaults(run=_cmd_stage)

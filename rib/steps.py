@@ -53,6 +53,10 @@ class ArtifactPaths:
     def comparison(self) -> Path:
         return self.root / "comparison"
 
+    @property
+    def section3(self) -> Path:
+        return self.root / "section3"
+
 
 def paths(params: Params) -> ArtifactPaths:
     return ArtifactPaths(Path(params.artifacts_dir))
@@ -195,6 +199,15 @@ def run_registration(params: Params, tracking) -> dict:
         artifact_paths.features,
         params.evaluation.exclude_last_sku,
     )
+
+
+def run_section3(params: Params) -> dict:
+    """The paper's Section 3 tables and figures for the ingested data."""
+    from rib.analysis import run_section3 as analyse
+
+    artifact_paths = paths(params)
+    synthetic = json.loads((artifact_paths.ingest / "ingest_report.json").read_text())["synthetic"]
+    return analyse(artifact_paths.micro_behaviors, artifact_paths.section3, synthetic)
 
 
 def _data_label(params: Params) -> str:

@@ -40,6 +40,7 @@ def test_definitions_load_with_every_asset_and_check():
             "baseline_comparison",
             "model_comparison",
             "registered_model",
+            "section3_analysis",
         }
         | trained
     )
