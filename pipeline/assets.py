@@ -81,6 +81,13 @@ def word2vec_embeddings(rib_params: RibParams, dvc_versioning: DvcVersioning) ->
     )
 
 
+def _markdown_image(path: str, name: str) -> str:
+    import base64
+    from pathlib import Path
+
+    return f"![{name}](data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()})"
+
+
 def _comparison_metadata(document: dict, path) -> dict:
     from rib.compare import comparison_markdown
 
@@ -247,6 +254,56 @@ def section3_analysis(rib_params: RibParams, dvc_versioning: DvcVersioning) -> M
             "conversion_by_activity": MetadataValue.md(f"Figure 2{label}\n\n" + header.format("activity") + conversion),
             "conversion_by_dwell": MetadataValue.md(f"Figure 4{label}\n\n" + header.format("dwell") + by_dwell),
             **{f"figure {name}": MetadataValue.path(path) for name, path in document["figures"].items()},
+            "figures": MetadataValue.md(
+                "\n\n".join(_markdown_image(path, name) for name, path in document["figures"].items())
+            ),
             "synthetic": synthetic,
         }
     )
+
+
+CASE_STUDY_MODELS = [a for a in TRAINING_ASSETS if not a.key.to_user_string().startswith("rib_attention")]
+
+
+@asset(
+    group_name="insight",
+    deps=CASE_STUDY_MODELS,
+    description="Figure 8: each input variant's attention over a few test sessions, and its rank of the next product.",
+)
+def case_study(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:
+    from rib.steps import run_case_study
+
+    document = run_case_study(rib_params.load())
+    dvc_versioning.record("case_study")
+    ranks = "\n".join(
+        f"| {case['example']} | {variant} | {info['rank'] or 'miss'} |"
+        for case in document["cases"]
+        for variant, info in case["variants"].items()
+    )
+    return MaterializeResult(
+        metadata={
+            "ranks": MetadataValue.md("| test example | variant | rank |\n|---:|---|---:|\n" + ranks),
+            **{f"heatmap {case['example']}": MetadataValue.path(case["figure"]) for case in document["cases"]},
+        }
+    )
+
+
+@asset(
+    group_name="insight",
+    deps=[model_comparison, section3_analysis, case_study],
+    description="One self-contained HTML report: data quality, Section 3, Table 3, training curves, case study.",
+)
+def run_report(
+    rib_params: RibParams, mlflow_tracking: MlflowTracking, dvc_versioning: DvcVersioning
+) -> MaterializeResult:
+    from rib.steps import run_report as build
+    from rib.tracking import data_version, tracked_run
+
+    params = rib_params.load()
+    path = build(params)
+    dvc_versioning.record("report")
+    with tracked_run(mlflow_tracking.config(), "report", {"data_version": data_version(params.data.inputs)}):
+        import mlflow
+
+        mlflow.log_artifact(path)
+    return MaterializeResult(metadata={"report": MetadataValue.path(path), "url": MetadataValue.url(f"file://{path}")})

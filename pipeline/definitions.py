@@ -5,10 +5,12 @@ from dagster import Definitions
 from pipeline.assets import (
     TRAINING_ASSETS,
     baseline_comparison,
+    case_study,
     features,
     model_comparison,
     raw_micro_behaviors,
     registered_model,
+    run_report,
     section3_analysis,
     word2vec_embeddings,
 )
@@ -26,6 +28,8 @@ ALL_ASSETS = [
     model_comparison,
     registered_model,
     section3_analysis,
+    case_study,
+    run_report,
 ]
 ALL_CHECKS = [every_row_accounted_for, quarantine_share, raw_expectations, features_expectations]
 

@@ -139,10 +139,40 @@ def _cmd_stage(args: argparse.Namespace) -> None:
         print(json.dumps({k: record[k] for k in ("model", "variant", "best_epoch", "test")}, indent=2))
     elif args.name == "section3":
         steps.run_section3(params)
+    elif args.name == "case_study":
+        steps.run_case_study(params)
+    elif args.name == "report":
+        print(steps.run_report(params))
     elif args.name == "comparison":
         from rib.compare import comparison_markdown
 
         print(comparison_markdown(steps.run_comparison(params)))
+
+
+def _cmd_explain(args: argparse.Namespace) -> None:
+    """Figure 8 for any session: attention of each input variant's RIB and the target's rank."""
+    import numpy as np
+
+    from rib.explain import explain, heatmap_png
+    from rib.recommend import encode_session, load_checkpoint
+    from rib.steps import paths
+
+    params = load_params(args.params)
+    models, vocab = {}, None
+    for variant in params.experiment.variants:
+        models[variant], vocab, _ = load_checkpoint(paths(params).model("RIB", variant))
+    index = {sku: i for i, sku in enumerate(vocab["sku"])}
+    session = []
+    for token in args.session:
+        sku, activity, dwell = token.rsplit("+", 2)
+        session.append((sku, int(activity), float(dwell)))
+    sku_ids, activities, dwells, _ = encode_session(session, index, np.asarray(vocab["dwell_edges"]), len(session))
+    target = index.get(args.target, 1) if args.target else 1
+    explanation = explain(models, np.array(sku_ids), np.array(activities), np.array(dwells), target)
+    labels = [f"{s} a{a} d{d}" for (s, a, _), d in zip(session, dwells, strict=True)]
+    if args.out:
+        heatmap_png(explanation, labels, args.out, f"next product {args.target or '?'}")
+    print(json.dumps(explanation, indent=2))
 
 
 def _gate(summary: dict) -> None:
@@ -212,11 +242,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     stage = commands.add_parser("stage", help="run one pipeline step under artifacts/ (what dvc.yaml calls)")
     stage.add_argument(
-        "name", choices=["ingest", "features", "word2vec", "baselines", "train", "comparison", "section3"]
+        "name",
+        choices=[
+            "ingest",
+            "features",
+            "word2vec",
+            "baselines",
+            "train",
+            "comparison",
+            "section3",
+            "case_study",
+            "report",
+        ],
     )
     stage.add_argument("--model", default="RIB", choices=["RIB", "RIB-Attention"])
     stage.add_argument("--variant", default="sku_micro", choices=list(VARIANTS))
     stage.set_defaults(run=_cmd_stage)
+
+    explain_cmd = commands.add_parser("explain", help="attention of each variant's RIB on one session (Figure 8)")
+    explain_cmd.add_argument("--target", help="the true next SKU, to report its rank")
+    explain_cmd.add_argument("--out", help="write the heatmap PNG here")
+    explain_cmd.add_argument("session", nargs="+", metavar="SKU+ACTIVITY+DWELL")
+    explain_cmd.set_defaults(run=_cmd_explain)
 
     table = commands.add_parser("table", help="print the comparison table of a results folder")
     table.add_argument("dir")

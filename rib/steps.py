@@ -210,5 +210,23 @@ def run_section3(params: Params) -> dict:
     return analyse(artifact_paths.micro_behaviors, artifact_paths.section3, synthetic)
 
 
+def run_case_study(params: Params) -> dict:
+    """Figure 8: attention of every input variant's RIB on a few test sessions."""
+    from rib.explain import run_case_study as explain_cases
+
+    artifact_paths = paths(params)
+    synthetic = json.loads((artifact_paths.features / "summary.json").read_text())["synthetic"]
+    model_dirs = {variant: artifact_paths.model("RIB", variant) for variant in params.experiment.variants}
+    return explain_cases(artifact_paths.features, model_dirs, artifact_paths.root / "case_study", synthetic)
+
+
+def run_report(params: Params) -> str:
+    """The self-contained HTML report of this run."""
+    from rib.report import build_report
+
+    artifact_paths = paths(params)
+    return build_report(artifact_paths.root, artifact_paths.root / "report" / "report.html")
+
+
 def _data_label(params: Params) -> str:
     return ", ".join(params.data.inputs)

@@ -21,6 +21,8 @@ STAGE_OF_ASSET = {
     "baseline_comparison": "baselines",
     "model_comparison": "comparison",
     "section3_analysis": "section3",
+    "case_study": "case_study",
+    "run_report": "report",
     "registered_model": None,  # writes to the MLflow registry, not to files
 }
 
@@ -97,9 +99,9 @@ def test_a_dagster_run_leaves_dvc_with_nothing_to_do(tmp_path):
     shown = json.dumps(metrics)
     assert "RIB/sku_micro" in shown and "recall@20" in shown and "mrr@20" in shown
 
-    # One training parameter changes: only the training stage and what depends on it rerun.
+    # One training parameter changes: only the training stage and what is built from models rerun.
     params["train"]["learning_rate"] = 0.003
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repro = dvc("repro", cwd=clone)
     ran = {line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@RIB-sku_micro", "comparison"}, repro
+    assert ran == {"train@RIB-sku_micro", "comparison", "case_study", "report"}, repro

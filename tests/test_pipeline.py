@@ -41,6 +41,8 @@ def test_definitions_load_with_every_asset_and_check():
             "model_comparison",
             "registered_model",
             "section3_analysis",
+            "case_study",
+            "run_report",
         }
         | trained
     )
@@ -104,6 +106,27 @@ def test_materialize_the_whole_graph_in_process(pipeline_run):
     assert (tmp_path / "artifacts" / "models" / "RIB-sku_micro" / "weights.npz").exists()
 
 
+def test_the_report_is_self_contained_and_has_every_section(pipeline_run):
+    import re
+
+    from rib.report import SECTIONS
+
+    result, tmp_path, _, _ = pipeline_run
+    path = Path(result.asset_materializations_for_node("run_report")[0].metadata["report"].value)
+    html = path.read_text()
+    for section in SECTIONS:
+        assert f"<h2>{section}</h2>" in html
+    assert "SYNTHETIC" in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing to fetch: viewable offline
+    assert html.count('src="data:image/png;base64,') >= 5 + 1  # Section 3 figures and a case-study heatmap
+    assert html.count("<svg") == 8  # a training curve per model
+    cases = json.loads((tmp_path / "artifacts" / "case_study" / "case_study.json").read_text())["cases"]
+    assert cases and all(set(c["variants"]) == {"sku", "sku_activity", "sku_dwell", "sku_micro"} for c in cases)
+    for case in cases:
+        for info in case["variants"].values():
+            assert abs(sum(info["attention"]) - 1) < 1e-4 and len(info["attention"]) == len(case["labels"])
+
+
 def test_mlflow_tracks_every_training_run(pipeline_run):
     from mlflow.tracking import MlflowClient
 
@@ -111,7 +134,7 @@ def test_mlflow_tracks_every_training_run(pipeline_run):
     client = MlflowClient(tracking_uri=tracking.tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("rib").experiment_id])
     names = [r.info.run_name for r in runs]
-    assert len([n for n in names if n.startswith("RIB")]) == 8 and "comparison" in names
+    assert len([n for n in names if n.startswith("RIB")]) == 8 and {"comparison", "report"} <= set(names)
     assert not (tmp_path / "mlruns").exists()  # a SQLite store, never the file store
     rib_run = next(r for r in runs if r.info.run_name == "RIB-sku_micro")
     assert rib_run.data.tags["data_version"] == rib_run.data.params["data_version"]
