@@ -31,14 +31,16 @@ def explain(models: dict[str, object], sku: np.ndarray, activity: np.ndarray, dw
     return result
 
 
-def case_study_sessions(features_dir: str | Path, count: int = 3, max_len: int = 16) -> list[int]:
-    """Deterministic choice: the first test examples with a known target and a short input."""
+def case_study_sessions(features_dir: str | Path, count: int = 3) -> list[int]:
+    """Deterministic choice: the test examples with a known target and the shortest inputs
+    (at least 4 micro-behaviors), so the heatmaps stay readable."""
     from rib.dataset import SplitData
 
     test = SplitData.load(features_dir, "test")
     lengths = np.asarray(test.example_end) - np.asarray(test.example_start)
-    known = np.asarray(test.example_target) > OOV
-    return [int(i) for i in np.flatnonzero(known & (lengths >= 4) & (lengths <= max_len))[:count]]
+    candidates = np.flatnonzero((np.asarray(test.example_target) > OOV) & (lengths >= 4))
+    order = candidates[np.argsort(lengths[candidates], kind="stable")]
+    return [int(i) for i in order[:count]]
 
 
 def heatmap_png(explanation: dict, labels: list[str], path: str | Path, title: str) -> str:
@@ -49,9 +51,9 @@ def heatmap_png(explanation: dict, labels: list[str], path: str | Path, title: s
 
     variants = list(explanation)
     matrix = np.array([explanation[v]["attention"] for v in variants])
-    fig, ax = plt.subplots(figsize=(max(6, 0.62 * len(labels) + 2.5), 1.1 + 0.55 * len(variants)))
+    fig, ax = plt.subplots(figsize=(max(6, 0.32 * len(labels) + 3), 2.2 + 0.45 * len(variants)))
     image = ax.imshow(matrix, cmap="Reds", aspect="auto", vmin=0)
-    ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=60, ha="right")
+    ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=75, ha="right")
     rank_text = [f"{VARIANT_NAMES.get(v, v)} (rank {explanation[v]['rank'] or 'miss'})" for v in variants]
     ax.set_yticks(range(len(variants)), rank_text, fontsize=8)
     ax.set_title(title, fontsize=9)
