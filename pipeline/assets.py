@@ -198,17 +198,15 @@ def model_comparison(
 ) -> MaterializeResult:
     from rib.compare import COMPARISON_JSON, COMPARISON_MD
     from rib.steps import paths, run_comparison
-    from rib.tracking import data_version, tracked_run
+    from rib.tracking import log_files
 
     params = rib_params.load()
     document = run_comparison(params)
     dvc_versioning.record("comparison")
     folder = paths(params).comparison
-    with tracked_run(mlflow_tracking.config(), "comparison", {"data_version": data_version(params.data.inputs)}):
-        import mlflow
-
-        mlflow.log_artifact(str(folder / COMPARISON_JSON))
-        mlflow.log_artifact(str(folder / COMPARISON_MD))
+    log_files(
+        mlflow_tracking.config(), "comparison", params.data.inputs, [folder / COMPARISON_JSON, folder / COMPARISON_MD]
+    )
     metadata = _comparison_metadata(document, folder / COMPARISON_JSON)
     metadata["results"] = MetadataValue.json(json.loads(json.dumps(document["results"])))
     return MaterializeResult(metadata=metadata)
@@ -297,13 +295,10 @@ def run_report(
     rib_params: RibParams, mlflow_tracking: MlflowTracking, dvc_versioning: DvcVersioning
 ) -> MaterializeResult:
     from rib.steps import run_report as build
-    from rib.tracking import data_version, tracked_run
+    from rib.tracking import log_files
 
     params = rib_params.load()
     path = build(params)
     dvc_versioning.record("report")
-    with tracked_run(mlflow_tracking.config(), "report", {"data_version": data_version(params.data.inputs)}):
-        import mlflow
-
-        mlflow.log_artifact(path)
+    log_files(mlflow_tracking.config(), "report", params.data.inputs, [path])
     return MaterializeResult(metadata={"report": MetadataValue.path(path), "url": MetadataValue.url(f"file://{path}")})

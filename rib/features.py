@@ -28,14 +28,12 @@ paper (SKU, +Activity, +Dwell, +Micro-behaviors) read these same arrays.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rib.atomic import staged_folder
 from rib.schema import ACTIVITY_NAMES, is_synthetic
 
 SPLITS = ("train", "validation", "test")
@@ -80,10 +78,7 @@ def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: Fea
 
     config = config or FeatureConfig()
     micro_behaviors = Path(micro_behaviors)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".features-", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as staging:
         con = duckdb.connect(str(staging / "features.duckdb"))
         con.execute(f"SET memory_limit = '{config.duckdb_memory_limit}'")
         con.execute(f"SET threads = {config.duckdb_threads}")
@@ -91,11 +86,6 @@ def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: Fea
         summary = _build(con, micro_behaviors, staging, config)
         con.close()
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return summary
 
 

@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rib.atomic import staged_folder
 from rib.features import OOV
 from rib.model import RIB, RIBConfig
 
@@ -22,21 +20,13 @@ WEIGHTS, CONFIG, VOCAB = "weights.npz", "config.json", "vocab.json"
 
 def save_checkpoint(model: RIB, folder: str | Path, vocab: dict, extra: dict | None = None) -> Path:
     """Write weights.npz, config.json and vocab.json to `folder` (replaced atomically)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         state = {name: tensor.detach().float().cpu().numpy() for name, tensor in model.state_dict().items()}
         np.savez(staging / WEIGHTS, **state)
         config = {"model": model.config.to_dict(), **(extra or {})}
         (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         (staging / VOCAB).write_text(json.dumps(vocab) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    return Path(folder)
 
 
 def load_checkpoint(folder: str | Path, device: str = "cpu") -> tuple[RIB, dict, dict]:

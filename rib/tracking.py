@@ -51,6 +51,15 @@ def tracked_run(config: TrackingConfig, run_name: str, tags: dict[str, str] | No
         yield run
 
 
+def log_files(config: TrackingConfig, run_name: str, data_inputs: list[str], files: list[str | Path]) -> None:
+    """A run that holds files (the comparison table, the report), tagged with the data version."""
+    import mlflow
+
+    with tracked_run(config, run_name, {"data_version": data_version(data_inputs)}):
+        for path in files:
+            mlflow.log_artifact(str(path))
+
+
 def log_training(record: dict, params: dict, checkpoint_dir: str | Path | None = None) -> None:
     """Log one finished training record (history, validation and test figures) to the active run."""
     import mlflow
