@@ -61,4 +61,4 @@ bench: install
 	$(BIN)/python benchmarks/train_throughput.py --jd ../shared/data/jd/appliances.txt
 
 clean:
-	rm -rf artifacts .dagster .pytest_cache .ruff_cache
+	rm -rf artifacts .dagster .pytest_cache .ruff_cache mlflow.db mlartifacts
