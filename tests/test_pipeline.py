@@ -64,6 +64,12 @@ def pipeline_run(tmp_path_factory):
     """The whole asset graph materialized once, in process, on a tiny synthetic dataset."""
     tmp_path = tmp_path_factory.mktemp("pipeline")
     params_path = tiny_params(tmp_path)
+    result, tracking = materialize_everything(tmp_path, params_path)
+    return result, tmp_path, params_path, tracking
+
+
+def materialize_everything(tmp_path, params_path, raise_on_error: bool = True):
+    """Every asset and check in process, with MLflow in tmp_path and DVC recording off."""
     tracking = MlflowTracking(
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlartifacts")
     )
@@ -75,8 +81,9 @@ def pipeline_run(tmp_path_factory):
             "dvc_versioning": NO_DVC,
         },
         instance=DagsterInstance.ephemeral(),
+        raise_on_error=raise_on_error,
     )
-    return result, tmp_path, params_path, tracking
+    return result, tracking
 
 
 def test_materialize_the_whole_graph_in_process(pipeline_run):
@@ -198,17 +205,7 @@ def test_a_raw_log_failing_a_critical_expectation_stops_everything_downstream(tm
     broken = tmp_path / "broken.parquet"
     write_canonical(broken, {f"s{i}": [(f"p{i % 7}", 5, 10)] for i in range(200)})
     params_path = tiny_params(tmp_path, {"inputs": [str(broken)], "generate_if_missing": False})
-    tracking = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "art"))
-    result = materialize(
-        [*ALL_ASSETS, *ALL_CHECKS],
-        resources={
-            "rib_params": RibParams(params_path=str(params_path)),
-            "mlflow_tracking": tracking,
-            "dvc_versioning": NO_DVC,
-        },
-        instance=DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    result, tracking = materialize_everything(tmp_path, params_path, raise_on_error=False)
     assert not result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["raw_critical_expectations"] is False
