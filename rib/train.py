@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -262,7 +262,3 @@ def model_config_for(features_dir: str | Path, **overrides) -> RIBConfig:
     """A model config sized to the features' vocabularies."""
     vocab = load_vocab(features_dir)
     return RIBConfig(n_items=len(vocab["sku"]), n_dwell=vocab["n_dwell_buckets"] + 1, **overrides)
-
-
-def config_dict(model_config: RIBConfig, train_config: TrainConfig) -> dict:
-    return {"model": model_config.to_dict(), "train": asdict(train_config)}
