@@ -30,16 +30,18 @@ def run_stage(args: list[str]) -> tuple[float, float]:
 
 
 def stage_generate(out: Path, n_micro: int, n_skus: int) -> None:
-    from rib.synthetic import SyntheticConfig, generate
+    from rib.config import SyntheticConfig
+    from rib.data.synthetic import generate
 
     config = SyntheticConfig(n_sessions=int(n_micro / MEAN_PER_SESSION), n_skus=n_skus, n_categories=200)
     print(json.dumps(generate(config, out / "micro_behaviors.parquet")))
 
 
 def stage_features(out: Path) -> None:
-    from rib.features import build_features
+    from rib.config import FeatureConfig
+    from rib.features.build import build_features
 
-    summary = build_features(out / "micro_behaviors.parquet", out / "features")
+    summary = build_features(out / "micro_behaviors.parquet", out / "features", FeatureConfig())
     print(json.dumps({split: s["examples"] for split, s in summary["splits"].items()}))
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from rib.ingest import ingest
-from rib.profile import profile
-from rib.synthetic import SyntheticConfig, generate
+from rib.config import DataConfig, SyntheticConfig
+from rib.data.ingest import ingest_logs
+from rib.data.profile import profile
+from rib.data.synthetic import generate
 
 JD_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "jd"
 
@@ -25,7 +26,7 @@ def main() -> None:
             if not path.exists():
                 print(f"skipping {name}: {path} is absent")
                 continue
-            ingest("jd", [path], Path(tmp) / name)
+            ingest_logs(DataConfig(format="jd", inputs=[str(path)]), Path(tmp) / name)
             columns[f"JD {name} (real)"] = profile(Path(tmp) / name / "micro_behaviors.parquet")
     names = list(columns)
     print("| statistic | " + " | ".join(names) + " |")

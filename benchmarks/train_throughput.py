@@ -24,9 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rib.dataset import SplitData
-from rib.model import RIB, RIBConfig
-from rib.train import TrainConfig, WindowLoader, make_optimizer, pick_device, train_epoch
+from rib.config import FeatureConfig, RIBConfig, TrainConfig
+from rib.features.dataset import SplitData
+from rib.models.rib import RIB
+from rib.models.train import WindowLoader, make_optimizer, pick_device, train_epoch
 
 
 def synthetic_split(n_micro: int, n_skus: int, seed: int = 0) -> SplitData:
@@ -62,7 +63,7 @@ def time_training(data: SplitData, n_items: int, config: TrainConfig, model_conf
     torch.manual_seed(0)
     model = RIB(model_config).to(device)
     optimizer = make_optimizer(model, config, device)
-    loader = WindowLoader(data, config.window, device)
+    loader = WindowLoader(data, FeatureConfig().max_len, device)
     generator = torch.Generator().manual_seed(0)
     if batches is not None:  # warm-up (compilation, cuDNN plans) outside the timing
         train_epoch(model, loader, optimizer, config, generator, "warm-up", max_batches=5)
@@ -74,7 +75,7 @@ def check_loss(device: torch.device) -> None:
     """The chunked (and compiled) softmax against PyTorch's cross-entropy on this device."""
     import torch.nn.functional as F
 
-    from rib.loss import linear_cross_entropy
+    from rib.models.loss import linear_cross_entropy
 
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(5000, 100, device=device, generator=g, requires_grad=True)
@@ -105,7 +106,7 @@ def profile_steps(data, n_items, model_config, setting, device, steps: int = 8) 
     )
     model = RIB(model_config).to(device)
     optimizer = make_optimizer(model, config, device)
-    loader = WindowLoader(data, config.window, device)
+    loader = WindowLoader(data, FeatureConfig().max_len, device)
     generator = torch.Generator().manual_seed(1)
     train_epoch(model, loader, optimizer, config, generator, "warm-up", max_batches=3)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -117,11 +118,12 @@ def profile_steps(data, n_items, model_config, setting, device, steps: int = 8) 
 
 
 def jd_features(path: Path, out: Path) -> Path:
-    from rib.features import build_features
-    from rib.ingest import ingest
+    from rib.config import DataConfig, FeatureConfig
+    from rib.data.ingest import ingest_logs
+    from rib.features.build import build_features
 
-    ingest("jd", [path], out / "ingest")
-    build_features(out / "ingest" / "micro_behaviors.parquet", out / "features")
+    ingest_logs(DataConfig(format="jd", inputs=[str(path)]), out / "ingest")
+    build_features(out / "ingest" / "micro_behaviors.parquet", out / "features", FeatureConfig())
     return out / "features"
 
 
@@ -149,7 +151,7 @@ def main() -> None:
         check_loss(device)
     rows = []
     if args.jd:
-        from rib.dataset import load_vocab
+        from rib.features.dataset import load_vocab
 
         with tempfile.TemporaryDirectory() as tmp:
             features = jd_features(args.jd, Path(tmp))

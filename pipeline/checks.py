@@ -1,13 +1,12 @@
-"""Asset checks for data and model quality. Great Expectations suites (expectations/*.json) run
-here: their critical expectations are blocking checks, so a raw log that fails them stops
-feature building and training downstream; warnings are reported without blocking."""
+"""Asset checks for data quality. Great Expectations suites (expectations/*.json) run here: their
+critical expectations are blocking checks, so a raw log that fails them stops feature building
+and training downstream; warnings are reported without blocking."""
 
-import json
 from collections.abc import Iterable
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue, asset_check, multi_asset_check
 
-from pipeline.assets import features, raw_micro_behaviors
+from pipeline.data import features, raw_micro_behaviors
 from pipeline.resources import RibParams
 
 MAX_QUARANTINE_SHARE = 0.05
@@ -15,20 +14,18 @@ MAX_QUARANTINE_SHARE = 0.05
 
 @asset_check(asset=raw_micro_behaviors, blocking=True, description="Every input row is kept or quarantined.")
 def every_row_accounted_for(rib_params: RibParams) -> AssetCheckResult:
-    from rib.ingest import REPORT_FILE
-    from rib.steps import paths
+    from rib.steps import ingest_report
 
-    report = json.loads((paths(rib_params.load()).ingest / REPORT_FILE).read_text())
+    report = ingest_report(rib_params.paths())
     balanced = report["read"] == report["kept"] + report["quarantined"]
     return AssetCheckResult(passed=balanced, metadata={k: report[k] for k in ("read", "kept", "quarantined")})
 
 
 @asset_check(asset=raw_micro_behaviors, description=f"At most {MAX_QUARANTINE_SHARE:.0%} of input rows quarantined.")
 def quarantine_share(rib_params: RibParams) -> AssetCheckResult:
-    from rib.ingest import REPORT_FILE
-    from rib.steps import paths
+    from rib.steps import ingest_report
 
-    report = json.loads((paths(rib_params.load()).ingest / REPORT_FILE).read_text())
+    report = ingest_report(rib_params.paths())
     share = report["quarantined"] / max(report["read"], 1)
     return AssetCheckResult(
         passed=share <= MAX_QUARANTINE_SHARE,
@@ -79,7 +76,7 @@ def _gx_results(summaries: list[dict], prefix: str) -> Iterable[AssetCheckResult
 def raw_expectations(rib_params: RibParams) -> Iterable[AssetCheckResult]:
     from rib.steps import run_raw_quality
 
-    yield from _gx_results([run_raw_quality(rib_params.load())], "raw")
+    yield from _gx_results([run_raw_quality(rib_params.load(), rib_params.paths())], "raw")
 
 
 @multi_asset_check(
@@ -92,4 +89,7 @@ def raw_expectations(rib_params: RibParams) -> Iterable[AssetCheckResult]:
 def features_expectations(rib_params: RibParams) -> Iterable[AssetCheckResult]:
     from rib.steps import run_features_quality
 
-    yield from _gx_results(run_features_quality(rib_params.load()), "features")
+    yield from _gx_results(run_features_quality(rib_params.load(), rib_params.paths()), "features")
+
+
+DATA_CHECKS = [every_row_accounted_for, quarantine_share, raw_expectations, features_expectations]

@@ -1,44 +1,55 @@
-"""`dagster dev -m pipeline.definitions` loads this. Heavy libraries are imported inside assets."""
+"""`dagster dev -m pipeline.definitions` loads `defs`. Heavy libraries are imported inside assets.
+
+The asset graph depends on the params file (one training asset per model and variant in
+`experiment`), so the definitions are built from it: params.yaml, or the file $RIB_PARAMS names.
+"""
 
 from dagster import Definitions
 
-from pipeline.assets import (
-    TRAINING_ASSETS,
-    baseline_comparison,
-    case_study,
-    features,
-    model_comparison,
-    raw_micro_behaviors,
-    registered_model,
-    run_report,
-    section3_analysis,
-    word2vec_embeddings,
-)
-from pipeline.checks import every_row_accounted_for, features_expectations, quarantine_share, raw_expectations
-from pipeline.jobs import rib_pipeline_job
+from pipeline.automation import nightly_retraining, raw_data_changed, rib_pipeline_job
+from pipeline.checks import DATA_CHECKS
+from pipeline.data import features, raw_micro_behaviors
+from pipeline.evaluation import baseline_comparison, model_comparison_asset, registered_model_asset
+from pipeline.insight import case_study_asset, report_asset, section3_analysis
 from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
-from pipeline.schedules import nightly_retraining, raw_data_changed
-
-ALL_ASSETS = [
-    raw_micro_behaviors,
-    features,
-    word2vec_embeddings,
-    baseline_comparison,
-    *TRAINING_ASSETS,
-    model_comparison,
-    registered_model,
-    section3_analysis,
-    case_study,
-    run_report,
-]
-ALL_CHECKS = [every_row_accounted_for, quarantine_share, raw_expectations, features_expectations]
+from pipeline.training import training_asset, training_asset_name, word2vec_embeddings
+from rib.config import default_params_path, load_params
 
 
-defs = Definitions(
-    assets=ALL_ASSETS,
-    asset_checks=ALL_CHECKS,
-    jobs=[rib_pipeline_job],
-    schedules=[nightly_retraining()],
-    sensors=[raw_data_changed],
-    resources={"rib_params": RibParams(), "mlflow_tracking": MlflowTracking(), "dvc_versioning": DvcVersioning()},
-)
+def build_definitions(params_path: str | None = None, **resources) -> Definitions:
+    """Every asset, check, job, schedule and sensor for one params file; `resources` replace the defaults."""
+    params_path = str(params_path or default_params_path())
+    params = load_params(params_path)
+    experiment = params.experiment
+    trained = [training_asset(model, variant) for model in experiment.models for variant in experiment.variants]
+    comparison = model_comparison_asset(trained)
+    rib_names = {training_asset_name("RIB", variant) for variant in experiment.variants}
+    case_study = case_study_asset([a for a in trained if a.key.to_user_string() in rib_names])
+    assets = [
+        raw_micro_behaviors,
+        features,
+        word2vec_embeddings,
+        baseline_comparison,
+        *trained,
+        comparison,
+        registered_model_asset(comparison),
+        section3_analysis,
+        case_study,
+        report_asset([comparison, section3_analysis, case_study]),
+    ]
+    return Definitions(
+        assets=assets,
+        asset_checks=DATA_CHECKS,
+        jobs=[rib_pipeline_job],
+        schedules=[nightly_retraining(params)],
+        sensors=[raw_data_changed],
+        resources={
+            "rib_params": RibParams(params_path=params_path),
+            "mlflow_tracking": MlflowTracking(),
+            "dvc_versioning": DvcVersioning(),
+            **resources,
+        },
+    )
+
+
+defs = build_definitions()

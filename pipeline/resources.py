@@ -1,14 +1,16 @@
-"""Typed resources: where the configuration lives, and the paths it gives."""
+"""Typed resources: where the configuration lives and where the steps write, MLflow, DVC."""
 
 from dagster import ConfigurableResource
 
-from rib.params import Params, load_params
+from rib.artifacts import ArtifactPaths
+from rib.config import Params, default_params_path, load_params
 
 
 class RibParams(ConfigurableResource):
-    """params.yaml, the single source of configuration; artifacts_dir overrides its folder."""
+    """The params file (params.yaml, or $RIB_PARAMS): every asset, check, schedule and sensor reads
+    its settings through this resource; artifacts_dir overrides the file's folder."""
 
-    params_path: str = "params.yaml"
+    params_path: str = str(default_params_path())
     artifacts_dir: str | None = None
 
     def load(self) -> Params:
@@ -16,6 +18,9 @@ class RibParams(ConfigurableResource):
         if self.artifacts_dir:
             params.artifacts_dir = self.artifacts_dir
         return params
+
+    def paths(self) -> ArtifactPaths:
+        return ArtifactPaths.under(self.load().artifacts_dir)
 
 
 class MlflowTracking(ConfigurableResource):
@@ -26,7 +31,7 @@ class MlflowTracking(ConfigurableResource):
     experiment: str = "rib"
 
     def config(self):
-        from rib.tracking import TrackingConfig
+        from rib.ops.tracking import TrackingConfig
 
         return TrackingConfig(self.tracking_uri, self.artifact_root, self.experiment)
 
@@ -40,6 +45,6 @@ class DvcVersioning(ConfigurableResource):
     def record(self, stage: str, force: bool = True) -> bool:
         if not self.enabled:
             return False
-        from rib.versioning import record_stage
+        from rib.ops.versioning import record_stage
 
         return record_stage(stage, self.root, force)

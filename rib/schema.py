@@ -1,4 +1,5 @@
-"""The canonical micro-behavior table every source produces, and the paper's activity codes."""
+"""What every layer shares: the canonical micro-behavior table every source produces, the paper's
+activity codes, the reserved feature ids and the paper's four input variants."""
 
 from __future__ import annotations
 
@@ -50,6 +51,24 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 SYNTHETIC_METADATA_KEY = b"rib.synthetic"
+
+# Feature ids: 0 pads a sequence, 1 is a SKU outside the training vocabulary; real SKUs start at 2.
+PAD, OOV = 0, 1
+FIRST_SKU_ID = OOV + 1
+
+# The paper's four input variants: which of activity and dwell enter next to the SKU.
+VARIANTS: dict[str, tuple[bool, bool]] = {
+    "sku": (False, False),
+    "sku_activity": (True, False),
+    "sku_dwell": (False, True),
+    "sku_micro": (True, True),
+}
+VARIANT_NAMES = {
+    "sku": "SKU",
+    "sku_activity": "SKU+Activity",
+    "sku_dwell": "SKU+Dwell",
+    "sku_micro": "SKU+Micro-behaviors",
+}
 
 
 def is_synthetic(parquet_path: str) -> bool:

@@ -1,71 +1,54 @@
-"""The pipeline's steps, each reading params.yaml's settings and writing under artifacts/.
+"""The pipeline's steps: one function per step, the one path from every entry point to the library.
 
-One implementation, several entry points: the Dagster assets, the `rib` CLI and (later)
-DVC stages all call these functions.
+The Dagster assets (pipeline/), the DVC stages (`rib stage NAME` in dvc.yaml, through `STAGES`)
+and the CLI call these functions; `rib benchmark` loops over the same functions with its own
+artifact paths. Each takes the resolved parameters (rib.config.Params) and where to read and
+write (rib.artifacts.ArtifactPaths), and returns what it wrote as a plain dict.
+
+    ingest -> (raw quality) -> features -> (features quality) -> word2vec -> baselines
+                                                                         -> training (per model and variant)
+    baselines + trainings -> comparison -> registration;  section3, case study -> report
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-from rib.params import Params
+from rib.artifacts import ArtifactPaths
+from rib.config import Params
+
+# Trained models: name -> whether it has the attention layer (RIB-Attention is the paper's ablation).
+LEARNED_MODELS: dict[str, bool] = {"RIB": True, "RIB-Attention": False}
+DETERMINISTIC_BASELINES = ("POP", "S-POP", "Item-KNN")  # the same figures for every seed
 
 
-@dataclass(frozen=True)
-class ArtifactPaths:
-    root: Path
-
-    @property
-    def ingest(self) -> Path:
-        return self.root / "ingest"
-
-    @property
-    def micro_behaviors(self) -> Path:
-        from rib.ingest import MICRO_BEHAVIORS_FILE
-
-        return self.ingest / MICRO_BEHAVIORS_FILE
-
-    @property
-    def features(self) -> Path:
-        return self.root / "features"
-
-    @property
-    def baselines(self) -> Path:
-        return self.root / "baselines"
-
-    @property
-    def quality(self) -> Path:
-        return self.root / "quality"
-
-    @property
-    def word2vec(self) -> Path:
-        return self.root / "word2vec"
-
-    def model(self, model: str, variant: str) -> Path:
-        from rib.experiment import model_name
-
-        return self.root / "models" / model_name(model, variant)
-
-    @property
-    def comparison(self) -> Path:
-        return self.root / "comparison"
-
-    @property
-    def section3(self) -> Path:
-        return self.root / "section3"
+def artifact_paths(params: Params) -> ArtifactPaths:
+    return ArtifactPaths.under(params.artifacts_dir)
 
 
-def paths(params: Params) -> ArtifactPaths:
-    return ArtifactPaths(Path(params.artifacts_dir))
+def with_seed(params: Params, seed: int) -> Params:
+    """The parameters of the `seed`-th repetition: every seed (training, word2vec, BPR) moves by `seed`."""
+    if seed == 0:
+        return params
+    return dataclasses.replace(
+        params,
+        train=dataclasses.replace(params.train, seed=params.train.seed + seed),
+        word2vec=dataclasses.replace(params.word2vec, seed=params.word2vec.seed + seed),
+        bpr=dataclasses.replace(params.bpr, seed=params.bpr.seed + seed),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
 
 
 def generate_default_data(params: Params, overwrite: bool = False) -> Path | None:
     """Write the synthetic default dataset to the first input path if it is missing
     (only with `data.generate_if_missing` and the canonical format)."""
-    from rib.synthetic import generate
+    from rib.data.synthetic import generate
 
     target = Path(params.data.inputs[0])
     wanted = params.data.generate_if_missing and params.data.format == "canonical"
@@ -75,99 +58,164 @@ def generate_default_data(params: Params, overwrite: bool = False) -> Path | Non
     return target
 
 
-def run_ingest(params: Params):
-    from rib.ingest import ingest
+def run_ingest(params: Params, paths: ArtifactPaths):
+    """Raw logs -> the canonical table, quarantine and report (rib.data.report.IngestReport)."""
+    from rib.data.ingest import ingest_logs
 
-    return ingest(params.data.format, params.data.inputs, paths(params).ingest, params.data.events_config)
-
-
-def run_features(params: Params) -> dict:
-    from rib.features import build_features
-
-    artifact_paths = paths(params)
-    return build_features(artifact_paths.micro_behaviors, artifact_paths.features, params.features)
+    return ingest_logs(params.data, paths.ingest)
 
 
-def run_raw_quality(params: Params) -> dict:
+def ingest_report(paths: ArtifactPaths) -> dict:
+    return json.loads(paths.ingest_report.read_text())
+
+
+def run_raw_quality(params: Params, paths: ArtifactPaths) -> dict:
     """Great Expectations on the canonical table (expectations/raw_micro_behaviors.json)."""
-    from rib.quality import raw_frame, validate
+    from rib.ops.quality import raw_frame, validate
 
-    artifact_paths = paths(params)
-    return validate(raw_frame(artifact_paths.micro_behaviors), "raw_micro_behaviors", artifact_paths.quality)
+    return validate(raw_frame(paths.micro_behaviors), "raw_micro_behaviors", paths.quality)
 
 
-def run_features_quality(params: Params) -> list[dict]:
+def run_features(params: Params, paths: ArtifactPaths) -> dict:
+    from rib.features.build import build_features
+
+    return build_features(paths.micro_behaviors, paths.features, params.features)
+
+
+def run_features_quality(params: Params, paths: ArtifactPaths) -> list[dict]:
     """Great Expectations on the built features (expectations/features.json, dwell_buckets.json)."""
-    from rib.quality import features_frames, validate
+    from rib.ops.quality import features_frames, validate
 
-    artifact_paths = paths(params)
-    sessions, buckets = features_frames(artifact_paths.features)
-    return [
-        validate(sessions, "features", artifact_paths.quality),
-        validate(buckets, "dwell_buckets", artifact_paths.quality),
-    ]
+    sessions, buckets = features_frames(paths.features)
+    return [validate(sessions, "features", paths.quality), validate(buckets, "dwell_buckets", paths.quality)]
 
 
-def run_baselines(params: Params) -> dict:
-    """Every baseline (the Word2vec ones from the pretrained vectors), written as a comparison."""
-    from rib.compare import aggregate, evaluate_baselines, write_comparison
-    from rib.word2vec import load_vectors
-
-    artifact_paths = paths(params)
-    summary = json.loads((artifact_paths.features / "summary.json").read_text())
-    vectors = load_vectors(artifact_paths.word2vec, ("sku",)).get("sku")
-    records = evaluate_baselines(
-        artifact_paths.features,
-        params.evaluation.baselines,
-        params.evaluation.ks,
-        params.evaluation.exclude_last_sku,
-        word2vec_sku=vectors[0] if vectors else None,
-        bpr=dataclasses.asdict(params.bpr),
-        seed=params.train.seed,
-    )
-    document = aggregate(records, synthetic=summary["synthetic"], data=_data_label(params), k=params.evaluation.ks[0])
-    write_comparison(document, artifact_paths.baselines)
-    (artifact_paths.baselines / "records.json").write_text(json.dumps(records, indent=2) + "\n")
-    return document
+# ---------------------------------------------------------------------------------------------
+# Models
 
 
-def run_word2vec(params: Params) -> dict:
-    from rib.experiment import run_word2vec as pretrain
+def run_word2vec(params: Params, paths: ArtifactPaths) -> dict:
+    """gensim word2vec of SKUs, activities and dwell buckets on the training split."""
+    from rib.features.dataset import FeatureSet
+    from rib.models.word2vec import pretrain_word2vec
 
-    artifact_paths = paths(params)
-    return pretrain(artifact_paths.features, artifact_paths.word2vec, params)
-
-
-def run_training(params: Params, model: str, variant: str, log=print, on_epoch=None) -> dict:
-    from rib.experiment import train_one
-
-    artifact_paths = paths(params)
-    return train_one(
-        artifact_paths.features,
-        artifact_paths.word2vec,
-        artifact_paths.model(model, variant),
-        params,
-        model,
-        variant,
-        log=log,
-        on_epoch=on_epoch,
-    )
+    dims = {"sku": params.model.d_sku, "activity": params.model.d_activity, "dwell": params.model.d_dwell}
+    return pretrain_word2vec(FeatureSet.load(paths.features), paths.word2vec, dims, params.word2vec)
 
 
-def run_comparison(params: Params) -> dict:
-    """The comparison table from the baselines' and every trained model's metrics."""
-    from rib.compare import aggregate, write_comparison
+def make_recommender(name: str, variant: str | None, params: Params, paths: ArtifactPaths, log=print):
+    """An unfitted model by its name in the comparison table (a baseline, or a learned model with its variant)."""
+    from rib.models.baselines import NEEDS_WORD2VEC, make_baseline
+    from rib.models.word2vec import load_vectors
 
-    artifact_paths = paths(params)
-    baselines = json.loads((artifact_paths.baselines / "records.json").read_text())
-    records = list(baselines)
-    for model in params.experiment.models:
-        for variant in params.experiment.variants:
-            records.append(json.loads((artifact_paths.model(model, variant) / "metrics.json").read_text()))
-    summary = json.loads((artifact_paths.features / "summary.json").read_text())
-    k = params.evaluation.ks[0]
-    document = aggregate(records, synthetic=summary["synthetic"], data=_data_label(params), k=k)
-    write_comparison(document, artifact_paths.comparison)
+    if name in LEARNED_MODELS:
+        from rib.models.train import RIBRecommender
+
+        attention = LEARNED_MODELS[name]
+        model_config = dataclasses.replace(
+            params.model, variant=variant, attention=attention, repeat=params.model.repeat and attention
+        )
+        return RIBRecommender(model_config, params.train, params.evaluation, load_vectors(paths.word2vec), log=log)
+    vectors = load_vectors(paths.word2vec, ("sku",))["sku"][0] if name in NEEDS_WORD2VEC else None
+    return make_baseline(name, params.bpr, vectors)
+
+
+def evaluate_recommender(recommender, features, params: Params) -> dict:
+    """Validation and test figures of a fitted recommender (the same protocol for every model)."""
+    from rib.evaluation.metrics import evaluate
+
+    return {
+        split: evaluate(recommender.score, features.split(split), params.evaluation, features.n_items)
+        for split in ("validation", "test")
+    }
+
+
+def run_baselines(params: Params, paths: ArtifactPaths, names: list[str] | None = None) -> dict:
+    """Fit and evaluate every baseline; records.json plus the baselines' own comparison table."""
+    import time
+
+    from rib.evaluation.comparison import write_comparison
+    from rib.features.dataset import FeatureSet
+
+    features = FeatureSet.load(paths.features)
+    records = []
+    for name in params.experiment.baselines if names is None else names:
+        started = time.perf_counter()
+        recommender = make_recommender(name, None, params, paths).fit(features)
+        record = {"model": name, "variant": None, "seed": params.bpr.seed if name == "BPR-MF" else None}
+        record["fit_seconds"] = round(time.perf_counter() - started, 3)
+        records.append(record | evaluate_recommender(recommender, features, params))
+    paths.baselines.mkdir(parents=True, exist_ok=True)
+    (paths.baselines / "records.json").write_text(json.dumps(records, indent=2) + "\n")
+    return write_comparison(_comparison(records, params, features), paths.baselines)
+
+
+def run_training(
+    params: Params, paths: ArtifactPaths, model: str, variant: str, log: Callable[[str], None] = print
+) -> dict:
+    """Train one model on one input variant; its checkpoint, metrics.json and history.json.
+
+    Returns the record (figures, history) with the resolved configurations the run used."""
+    from rib.features.dataset import FeatureSet
+    from rib.io import staged_folder
+    from rib.models.checkpoint import save_checkpoint
+
+    if model not in LEARNED_MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {list(LEARNED_MODELS)}")
+    features = FeatureSet.load(paths.features)
+    recommender = make_recommender(model, variant, params, paths, log).fit(features)
+    result = recommender.result
+    record = {
+        "model": model,
+        "variant": variant,
+        "seed": params.train.seed,
+        "best_epoch": result.best_epoch,
+        **evaluate_recommender(recommender, features, params),
+        "history": result.history,
+        "train_seconds": result.train_seconds,
+        "micro_behaviors_per_second": result.micro_behaviors_per_second,
+        "device": result.device,
+        "max_len": features.max_len,
+        "model_config": dataclasses.asdict(result.model_config),
+        "train_config": dataclasses.asdict(result.train_config),
+    }
+    extra = {
+        "train": record["train_config"],
+        "max_len": features.max_len,
+        "exclude_last_sku": params.evaluation.exclude_last_sku,
+    }
+    with staged_folder(paths.model(model, variant)) as staging:
+        save_checkpoint(result.model, staging, features.vocab, extra)
+        (staging / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+        (staging / "history.json").write_text(json.dumps(record["history"], indent=2) + "\n")  # DVC plots
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and registration
+
+
+def _comparison(records: list[dict], params: Params, features) -> dict:
+    from rib.evaluation.comparison import aggregate
+
+    data = ", ".join(params.data.inputs)
+    return aggregate(records, synthetic=features.synthetic, data=data, k=params.evaluation.k)
+
+
+def run_comparison(params: Params, paths: ArtifactPaths, runs: list[ArtifactPaths] | None = None) -> dict:
+    """The comparison table from the baselines' and every trained model's records (over `runs`,
+    one artifact root per seed in `rib benchmark`)."""
+    from rib.evaluation.comparison import write_comparison
+    from rib.features.dataset import FeatureSet
+
+    records = []
+    for run in runs or [paths]:
+        records += json.loads((run.baselines / "records.json").read_text())
+        for model in params.experiment.models:
+            for variant in params.experiment.variants:
+                records.append(json.loads((run.model(model, variant) / "metrics.json").read_text()))
+    document = write_comparison(_comparison(records, params, FeatureSet.load(paths.features)), paths.comparison)
+    k = params.evaluation.k
     flat = {  # what `dvc metrics show` prints
         f"{row['model']}/{row['variant'] or 'baseline'}": {
             f"recall@{k}": row[f"recall@{k}"],
@@ -175,58 +223,127 @@ def run_comparison(params: Params) -> dict:
         }
         for row in document["results"]
     }
-    (artifact_paths.comparison / "metrics.json").write_text(json.dumps(flat, indent=2) + "\n")
+    (paths.comparison / "metrics.json").write_text(json.dumps(flat, indent=2) + "\n")
     return document
 
 
-def run_registration(params: Params, tracking) -> dict:
+def run_registration(params: Params, paths: ArtifactPaths, tracking) -> dict:
     """Log the configured model as an MLflow pyfunc version; move `champion` only on improvement."""
-    from rib.serving.registry import register_model
-    from rib.tracking import data_version
+    from rib.ops.registry import register_model
 
-    artifact_paths = paths(params)
     registry = params.registry
-    checkpoint = artifact_paths.model(registry.model, registry.variant)
+    checkpoint = paths.model(registry.model, registry.variant)
     record = json.loads((checkpoint / "metrics.json").read_text())
-    metric = f"recall@{params.evaluation.ks[0]}"
+    metric = f"recall@{params.evaluation.k}"
+    version = ingest_report(paths)["data_version"]
     return register_model(
         checkpoint,
         tracking,
         registry.model_name,
-        data_version(params.data.inputs),
+        version,
         metric,
         record["test"][metric],
-        artifact_paths.features,
-        params.evaluation.exclude_last_sku,
+        paths.features,
+        params.evaluation,
     )
 
 
-def run_section3(params: Params) -> dict:
+# ---------------------------------------------------------------------------------------------
+# Insight
+
+
+def run_section3(params: Params, paths: ArtifactPaths) -> dict:
     """The paper's Section 3 tables and figures for the ingested data."""
-    from rib.analysis import run_section3 as analyse
+    from rib.insight.section3 import write_section3
 
-    artifact_paths = paths(params)
-    synthetic = json.loads((artifact_paths.ingest / "ingest_report.json").read_text())["synthetic"]
-    return analyse(artifact_paths.micro_behaviors, artifact_paths.section3, synthetic)
+    return write_section3(paths.micro_behaviors, paths.section3, ingest_report(paths)["synthetic"])
 
 
-def run_case_study(params: Params) -> dict:
+def run_case_study(params: Params, paths: ArtifactPaths) -> dict:
     """Figure 8: attention of every input variant's RIB on a few test sessions."""
-    from rib.explain import run_case_study as explain_cases
+    from rib.features.dataset import FeatureSet
+    from rib.insight.explain import write_case_study
 
-    artifact_paths = paths(params)
-    synthetic = json.loads((artifact_paths.features / "summary.json").read_text())["synthetic"]
-    model_dirs = {variant: artifact_paths.model("RIB", variant) for variant in params.experiment.variants}
-    return explain_cases(artifact_paths.features, model_dirs, artifact_paths.root / "case_study", synthetic)
+    model_dirs = {variant: paths.model("RIB", variant) for variant in params.experiment.variants}
+    return write_case_study(FeatureSet.load(paths.features), model_dirs, paths.case_study)
 
 
-def run_report(params: Params) -> str:
+def run_report(params: Params, paths: ArtifactPaths) -> str:
     """The self-contained HTML report of this run."""
-    from rib.report import build_report
+    from rib.insight.report import build_report
 
-    artifact_paths = paths(params)
-    return build_report(artifact_paths.root, artifact_paths.root / "report" / "report.html")
+    return build_report(paths, params.evaluation.k)
 
 
-def _data_label(params: Params) -> str:
-    return ", ".join(params.data.inputs)
+# ---------------------------------------------------------------------------------------------
+# A whole experiment: the same steps, one artifact root per seed
+
+
+def run_benchmark(
+    params: Params,
+    out: str | Path,
+    seeds: int,
+    baselines: list[str],
+    models: list[str],
+    variants: list[str],
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Ingest and features once under `out`; word2vec, baselines and every model for each seed
+    under `out/seed<N>`; the comparison over all seeds in `out/comparison`."""
+    paths = ArtifactPaths.under(out)
+    params = dataclasses.replace(
+        params,
+        artifacts_dir=str(out),
+        experiment=dataclasses.replace(params.experiment, baselines=baselines, models=models, variants=variants),
+    )
+    run_ingest(params, paths)
+    run_features(params, paths)
+    runs = []
+    for seed in range(seeds):
+        seeded = with_seed(params, seed)
+        run = ArtifactPaths.under(Path(out) / f"seed{seed}").replace(ingest=paths.ingest, features=paths.features)
+        run_word2vec(seeded, run)
+        run_baselines(seeded, run, [b for b in baselines if seed == 0 or b not in DETERMINISTIC_BASELINES])
+        for model in models:
+            for variant in variants:
+                log(f"seed {seed}: training {model} on {variant}")
+                run_training(seeded, run, model, variant, log=log)
+        runs.append(run)
+    return run_comparison(params, paths, runs)
+
+
+# `rib stage NAME` (dvc.yaml): each DVC stage is one of these, writing under params.artifacts_dir.
+def stage_ingest(params: Params, paths: ArtifactPaths):
+    """The default data where it is missing, the ingest, and its blocking data-quality gate."""
+    generate_default_data(params)
+    report = run_ingest(params, paths)
+    gate(run_raw_quality(params, paths))
+    return report
+
+
+def stage_features(params: Params, paths: ArtifactPaths) -> dict:
+    """The features and their blocking data-quality gates."""
+    summary = run_features(params, paths)
+    for result in run_features_quality(params, paths):
+        gate(result)
+    return summary
+
+
+def gate(summary: dict) -> None:
+    """Stop when a Great Expectations suite's critical expectations failed (what the Dagster check blocks on)."""
+    if summary["critical_failed"]:
+        failed = [e for e in summary["expectations"] if not e["success"] and e["severity"] == "critical"]
+        raise ValueError(f"data quality gate {summary['suite']} failed: {failed}; Data Docs: {summary['data_docs']}")
+
+
+STAGES: dict[str, Callable[..., object]] = {
+    "ingest": stage_ingest,
+    "features": stage_features,
+    "word2vec": run_word2vec,
+    "baselines": run_baselines,
+    "train": run_training,  # with model= and variant=
+    "comparison": run_comparison,
+    "section3": run_section3,
+    "case_study": run_case_study,
+    "report": run_report,
+}

@@ -31,3 +31,11 @@ def write_canonical(path: Path, sessions: dict[str, list[tuple]], synthetic: boo
         schema = schema.with_metadata({b"rib.synthetic": b"true"})
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return path
+
+
+def ingest(format: str, inputs: list, out_dir, config=None):
+    """rib.data.ingest.ingest_logs with the data settings given one by one."""
+    from rib.config import DataConfig
+    from rib.data.ingest import ingest_logs
+
+    return ingest_logs(DataConfig(format=format, inputs=[str(p) for p in inputs], events_config=config), out_dir)

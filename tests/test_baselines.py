@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from helpers import write_canonical
 
-from rib.baselines import ItemKNN, Pop, SessionPop
-from rib.dataset import SplitData, load_vocab
-from rib.features import FeatureConfig, build_features
-from rib.metrics import evaluate
+from rib.config import EvaluationConfig, FeatureConfig
+from rib.evaluation.metrics import evaluate
+from rib.features.build import build_features
+from rib.features.dataset import FeatureSet
+from rib.models.baselines import ItemKNN, Pop, SessionPop
 
 ALL_TRAIN = FeatureConfig(validation_fraction=0.0, test_fraction=0.0)
 
@@ -21,22 +22,22 @@ def tiny(tmp_path):
         "s4": [("A", 5, 1), ("B", 5, 1)],  # {A, B}
     }
     build_features(write_canonical(tmp_path / "mb.parquet", sessions), tmp_path / "f", ALL_TRAIN)
-    vocab = load_vocab(tmp_path / "f")
-    ids = {sku: i for i, sku in enumerate(vocab["sku"])}
-    return SplitData.load(tmp_path / "f", "train"), len(vocab["sku"]), ids
+    features = FeatureSet.load(tmp_path / "f")
+    ids = {sku: i for i, sku in enumerate(features.vocab["sku"])}
+    return features, ids
 
 
 def test_pop_counts_visits(tiny):
-    train, n_items, ids = tiny
-    pop = Pop().fit(train, n_items)
+    features, ids = tiny
+    pop = Pop().fit(features)
     assert pop.scores[ids["A"]] == 4  # A visited twice in s1
     assert pop.scores[ids["B"]] == 3 and pop.scores[ids["C"]] == 2
     assert pop.scores[0] == pop.scores[1] == 0
 
 
 def test_item_knn_matches_the_papers_formula(tiny):
-    train, n_items, ids = tiny
-    knn = ItemKNN().fit(train, n_items)
+    features, ids = tiny
+    knn = ItemKNN().fit(features)
     sim = knn.similarity.toarray()
     freq = {"A": 3, "B": 3, "C": 2}  # sessions containing each SKU
     together = {("A", "B"): 2, ("A", "C"): 1, ("B", "C"): 1}
@@ -48,14 +49,15 @@ def test_item_knn_matches_the_papers_formula(tiny):
 
 
 def test_session_pop_ranks_session_items_by_count_then_recency_then_pop(tiny):
-    train, n_items, ids = tiny
-    spop = SessionPop().fit(train, n_items)
+    features, ids = tiny
+    train = features.train
+    spop = SessionPop().fit(features)
     batch = train.batch(np.array([1]))  # s1's second example: input [A, B], target A
     assert batch.sku[0].tolist() == [ids["A"], ids["B"]]
-    scores = spop.score_all(batch)[0]
+    scores = spop.score(batch)[0]
     assert scores[ids["B"]] > scores[ids["A"]] > scores[ids["C"]]  # same count: B more recent
     repeated = train.batch(np.array([0, 1]))  # inputs [A] and [A, B]
-    both = spop.score_all(repeated)
+    both = spop.score(repeated)
     assert both[0][ids["A"]] > both[0][ids["B"]] > both[0][ids["C"]]  # outside the session: POP order
 
 
@@ -67,10 +69,10 @@ def test_a_known_answer_that_item_knn_gets_right_and_pop_does_not(tmp_path):
         first = int(rng.integers(0, 50))
         sessions[f"s{s:04d}"] = [(f"p{first}", 5, 1), (f"p{first + 100}", 5, 1)]
     build_features(write_canonical(tmp_path / "mb.parquet", sessions), tmp_path / "f")
-    n_items = len(load_vocab(tmp_path / "f")["sku"])
-    train, test = SplitData.load(tmp_path / "f", "train"), SplitData.load(tmp_path / "f", "test")
-    knn = evaluate(ItemKNN().fit(train, n_items).score_all, test, ks=(1,), n_items=n_items)
-    pop = evaluate(Pop().fit(train, n_items).score_all, test, ks=(1,), n_items=n_items)
+    features = FeatureSet.load(tmp_path / "f")
+    at_1 = EvaluationConfig(ks=[1])
+    knn = evaluate(ItemKNN().fit(features).score, features.test, at_1, features.n_items)
+    pop = evaluate(Pop().fit(features).score, features.test, at_1, features.n_items)
     known = 1 - knn["oov_targets"] / knn["n"]
     assert knn["recall@1"] == pytest.approx(known) and known > 0.9
     assert pop["recall@1"] < 0.1

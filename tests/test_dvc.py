@@ -1,6 +1,8 @@
-"""DVC versions what Dagster makes: dvc.yaml mirrors the asset graph, and after a Dagster run in a
-fresh copy of the repository `dvc status` is clean and `dvc repro` has nothing to do."""
+"""DVC versions what Dagster makes: dvc.yaml mirrors the asset graph, every stage depends on every
+project module its code imports, and after a Dagster run in a fresh copy of the repository
+`dvc status` is clean and `dvc repro` has nothing to do."""
 
+import ast
 import json
 import os
 import shutil
@@ -22,7 +24,7 @@ STAGE_OF_ASSET = {
     "model_comparison": "comparison",
     "section3_analysis": "section3",
     "case_study": "case_study",
-    "run_report": "report",
+    "report": "report",
     "registered_model": None,  # writes to the MLflow registry, not to files
 }
 
@@ -49,6 +51,100 @@ def test_dvc_yaml_has_one_stage_per_asset_that_writes_files():
             assert name in STAGE_OF_ASSET, f"asset {name} has no stage in dvc.yaml"
             expected.add(STAGE_OF_ASSET[name])
     assert stages == expected - {None}
+
+
+def _module_file(module: str) -> Path | None:
+    """The file of a project module (rib.x.y -> rib/x/y.py or rib/x/y/__init__.py), None outside rib."""
+    if module != "rib" and not module.startswith("rib."):
+        return None
+    base = REPO.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _imports(nodes) -> set[str]:
+    """Modules named by the import statements anywhere under `nodes` (`from a import b`: a.b when it is a module)."""
+    found = set()
+    for node in (n for root in nodes for n in ast.walk(root)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {
+                f"{node.module}.{alias.name}" for alias in node.names if _module_file(f"{node.module}.{alias.name}")
+            }
+    return found
+
+
+def _has_code(path: Path) -> bool:
+    """False for a package __init__ that only holds a docstring (importing it runs nothing)."""
+    body = ast.parse(path.read_text()).body
+    return any(not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)) for n in body)
+
+
+def stage_modules(stage: str) -> set[Path]:
+    """Every project file a `rib stage STAGE` run imports: rib/steps.py, the imports inside the steps
+    function STAGES[STAGE] and the steps functions it calls, then every import of those modules,
+    transitively (function-level imports included). The CLI that dispatches to it is left out."""
+    from rib.steps import STAGES
+
+    steps_file = REPO / "rib" / "steps.py"
+    tree = ast.parse(steps_file.read_text())
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    modules = _imports([n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)])
+    to_visit, seen = [STAGES[stage].__name__], set()
+    while to_visit:
+        function = functions[to_visit.pop()]
+        seen.add(function.name)
+        modules |= _imports([function])
+        called = {n.func.id for n in ast.walk(function) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        to_visit += sorted(called & set(functions) - seen)
+    files, queue = {steps_file}, sorted(modules)
+    while queue:
+        module = queue.pop()
+        path = _module_file(module)
+        parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
+        queue += [parent for parent in parents if _module_file(parent) not in files]
+        if path is None or path in files:
+            continue
+        files.add(path)
+        queue += sorted(_imports([ast.parse(path.read_text())]))
+    return {f for f in files if f.name != "__init__.py" or _has_code(f)}
+
+
+def missing_deps(stage: str, deps: list[str]) -> set[str]:
+    """Files `stage` imports that no entry of `deps` (a file, or a folder above it) covers."""
+    declared = [REPO / dep for dep in deps]
+    return {
+        str(path.relative_to(REPO))
+        for path in stage_modules(stage)
+        if not any(path == dep or dep in path.parents for dep in declared)
+    }
+
+
+def test_every_stage_depends_on_every_module_its_code_imports():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        assert stage["cmd"].startswith(f"rib stage {name}"), stage["cmd"]
+        assert missing_deps(name, stage["deps"]) == set(), f"dvc.yaml stage {name} misses these deps"
+        # and no code dependency it does not have (an edit there would rerun the stage for nothing)
+        imported = stage_modules(name)
+        unused = [
+            dep
+            for dep in stage["deps"]
+            if dep.startswith("rib/") and not any(path == REPO / dep or REPO / dep in path.parents for path in imported)
+        ]
+        assert unused == [], f"dvc.yaml stage {name} depends on code it does not import"
+
+
+def test_the_dependency_check_fails_on_a_removed_dependency():
+    deps = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["deps"]
+    assert "rib/evaluation" in deps
+    without = [dep for dep in deps if dep != "rib/evaluation"]
+    assert missing_deps("train", without) == {"rib/evaluation/metrics.py"}  # early stopping's metrics
+    assert missing_deps("train", [d for d in deps if d != "rib/models"]) >= {"rib/models/train.py", "rib/models/rib.py"}
 
 
 def copy_of_repository(tmp_path: Path) -> Path:

@@ -4,9 +4,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import ingest
 
 from rib.errors import InputFileError
-from rib.ingest import ingest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 T0 = 1_700_000_000

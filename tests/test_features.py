@@ -9,9 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import write_canonical
 
-from rib.dataset import SplitData, load_vocab
-from rib.features import OOV, SPLITS, FeatureConfig, build_features
-from rib.synthetic import SyntheticConfig, generate
+from rib.config import FeatureConfig, SyntheticConfig
+from rib.data.synthetic import generate
+from rib.features.build import SPLITS, build_features
+from rib.features.dataset import SplitData, load_vocab
+from rib.schema import OOV
 
 ALL_TRAIN = FeatureConfig(validation_fraction=0.0, test_fraction=0.0)
 

@@ -2,10 +2,10 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import ingest
 
 from rib.cli import main
 from rib.errors import InputFileError
-from rib.ingest import ingest
 
 
 @pytest.mark.parametrize("name", ["appliances", "computers"])

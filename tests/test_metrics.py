@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 from helpers import write_canonical
 
-from rib.dataset import SplitData
-from rib.features import FeatureConfig, build_features
-from rib.metrics import evaluate, recall_mrr, target_ranks
+from rib.config import EvaluationConfig, FeatureConfig
+from rib.evaluation.metrics import evaluate, recall_mrr, target_ranks
+from rib.features.build import build_features
+from rib.features.dataset import SplitData
 
 NEG = -np.inf
 
@@ -58,8 +59,8 @@ def test_evaluate_over_a_split_with_last_sku_excluded(tmp_path):
         scores[:, b] = 1.0
         return scores
 
-    with_rule = evaluate(prefers_last_item, test, ks=(1,), n_items=4)
-    without = evaluate(prefers_last_item, test, ks=(1,), n_items=4, exclude_last_sku=False)
+    with_rule = evaluate(prefers_last_item, test, EvaluationConfig(ks=[1]), n_items=4)
+    without = evaluate(prefers_last_item, test, EvaluationConfig(ks=[1], exclude_last_sku=False), n_items=4)
     assert with_rule["n"] == without["n"] == test.n_examples > 0
     assert with_rule["recall@1"] == 1.0 and without["recall@1"] == 0.0
     assert without["mrr@1"] == 0.0

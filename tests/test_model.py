@@ -4,11 +4,13 @@ import torch
 import torch.nn.functional as F
 from helpers import write_canonical
 
-from rib.dataset import SplitData
-from rib.features import FeatureConfig, build_features
-from rib.loss import linear_cross_entropy
-from rib.model import RIB, VARIANTS, RIBConfig
-from rib.train import WindowLoader
+from rib.config import FeatureConfig, RIBConfig
+from rib.features.build import build_features
+from rib.features.dataset import SplitData
+from rib.models.loss import linear_cross_entropy
+from rib.models.rib import RIB
+from rib.models.train import WindowLoader
+from rib.schema import VARIANTS
 
 
 def random_inputs(B=4, T=9, n_items=40, seed=0):

@@ -6,9 +6,9 @@ import yaml
 from dagster import DagsterInstance, materialize
 from helpers import write_canonical
 
-from pipeline.definitions import ALL_ASSETS, ALL_CHECKS, defs
+from pipeline.definitions import build_definitions, defs
 from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
-from rib.params import load_params
+from rib.config import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 NO_DVC = DvcVersioning(enabled=False)  # these runs write under tmp_path, outside dvc.yaml's paths
@@ -42,7 +42,7 @@ def test_definitions_load_with_every_asset_and_check():
             "registered_model",
             "section3_analysis",
             "case_study",
-            "run_report",
+            "report",
         }
         | trained
     )
@@ -73,13 +73,10 @@ def materialize_everything(tmp_path, params_path, raise_on_error: bool = True):
     tracking = MlflowTracking(
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlartifacts")
     )
+    definitions = build_definitions(params_path, mlflow_tracking=tracking, dvc_versioning=NO_DVC)
     result = materialize(
-        [*ALL_ASSETS, *ALL_CHECKS],
-        resources={
-            "rib_params": RibParams(params_path=str(params_path)),
-            "mlflow_tracking": tracking,
-            "dvc_versioning": NO_DVC,
-        },
+        [*definitions.assets, *definitions.asset_checks],
+        resources=definitions.resources,
         instance=DagsterInstance.ephemeral(),
         raise_on_error=raise_on_error,
     )
@@ -105,8 +102,8 @@ def test_materialize_the_whole_graph_in_process(pipeline_run):
     comparison = json.loads((tmp_path / "artifacts" / "comparison" / "comparison.json").read_text())
     assert comparison["synthetic"] is True
     rows = {(r["model"], r["variant"]) for r in comparison["results"]}
-    assert {model for model, _ in rows} == set(params.evaluation.baselines) | {"RIB", "RIB-Attention"}
-    assert len(rows) == len(params.evaluation.baselines) + 8
+    assert {model for model, _ in rows} == set(params.experiment.baselines) | {"RIB", "RIB-Attention"}
+    assert len(rows) == len(params.experiment.baselines) + 8
     assert all(r["n_test"] > 0 and 0 <= r["recall@20"] <= 1 for r in comparison["results"])
     table = result.asset_materializations_for_node("model_comparison")[0].metadata["table"].value
     assert "SYNTHETIC" in table and "SKU+Micro-behaviors" in table
@@ -116,17 +113,18 @@ def test_materialize_the_whole_graph_in_process(pipeline_run):
 def test_the_report_is_self_contained_and_has_every_section(pipeline_run):
     import re
 
-    from rib.report import SECTIONS
+    from rib.insight.report import SECTIONS
 
     result, tmp_path, _, _ = pipeline_run
-    path = Path(result.asset_materializations_for_node("run_report")[0].metadata["report"].value)
+    path = Path(result.asset_materializations_for_node("report")[0].metadata["report"].value)
     html = path.read_text()
     for section in SECTIONS:
         assert f"<h2>{section}</h2>" in html
     assert "SYNTHETIC" in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing to fetch: viewable offline
-    assert html.count('src="data:image/png;base64,') >= 5 + 1  # Section 3 figures and a case-study heatmap
-    assert html.count("<svg") == 8  # a training curve per model
+    # Section 3 figures, a training curve per model (8) and a case-study heatmap, all embedded.
+    assert html.count('src="data:image/png;base64,') >= 5 + 8 + 1
+    assert html.count(' alt="RIB') == 8
     cases = json.loads((tmp_path / "artifacts" / "case_study" / "case_study.json").read_text())["cases"]
     assert cases and all(set(c["variants"]) == {"sku", "sku_activity", "sku_dwell", "sku_micro"} for c in cases)
     for case in cases:
@@ -149,7 +147,7 @@ def test_mlflow_tracks_every_training_run(pipeline_run):
     curve = client.get_metric_history(rib_run.info.run_id, "validation_recall_at_20")
     assert [m.step for m in curve] == list(range(1, len(curve) + 1)) and len(curve) >= 1
     artifacts = {a.path for a in client.list_artifacts(rib_run.info.run_id, "plots")}
-    assert artifacts == {"plots/training_curve.svg"}
+    assert artifacts == {"plots/training_curve.png"}
     comparison_run = next(r for r in runs if r.info.run_name == "comparison")
     assert {a.path for a in client.list_artifacts(comparison_run.info.run_id)} >= {"comparison.json", "comparison.md"}
 
@@ -157,14 +155,15 @@ def test_mlflow_tracks_every_training_run(pipeline_run):
 def test_champion_alias_moves_only_on_improvement(pipeline_run):
     from mlflow import MlflowClient
 
-    from rib.serving.registry import register_model
-    from rib.steps import paths
+    from rib.ops.registry import register_model
+    from rib.steps import artifact_paths as paths_of
 
     result, _, params_path, tracking = pipeline_run
     first = result.asset_materializations_for_node("registered_model")[0].metadata
     assert first["promoted"].value is True and first["reason"].value == "no champion yet"
     params = load_params(params_path)
-    artifact_paths = paths(params)
+    artifact_paths = paths_of(params)
+    evaluation = params.evaluation
     checkpoint = artifact_paths.model("RIB", "sku_micro")
     value = json.loads((checkpoint / "metrics.json").read_text())["test"]["recall@20"]
     client = MlflowClient(tracking_uri=tracking.tracking_uri)
@@ -178,23 +177,38 @@ def test_champion_alias_moves_only_on_improvement(pipeline_run):
         "recall@20",
         value - 0.01,
         artifact_paths.features,
+        evaluation,
     )
     assert worse["promoted"] is False
     assert int(client.get_model_version_by_alias("rib", "champion").version) == version
     better = register_model(
-        checkpoint, tracking.config(), "rib", _version(params), "recall@20", value + 0.01, artifact_paths.features
+        checkpoint,
+        tracking.config(),
+        "rib",
+        _version(params),
+        "recall@20",
+        value + 0.01,
+        artifact_paths.features,
+        evaluation,
     )
     assert better["promoted"] is True and better["champion_recall@20"] == pytest.approx(value)
     assert int(client.get_model_version_by_alias("rib", "champion").version) == better["version"]
     # Another data version: the champion is re-evaluated on this data's test split first.
     other = register_model(
-        checkpoint, tracking.config(), "rib", "another-data-version", "recall@20", 0.0, artifact_paths.features
+        checkpoint,
+        tracking.config(),
+        "rib",
+        "another-data-version",
+        "recall@20",
+        0.0,
+        artifact_paths.features,
+        evaluation,
     )
     assert other["promoted"] is False and other["champion_recall@20"] == pytest.approx(value)
 
 
 def _version(params):
-    from rib.tracking import data_version
+    from rib.data.ingest import data_version
 
     return data_version(params.data.inputs)
 
@@ -221,7 +235,7 @@ def test_a_raw_log_failing_a_critical_expectation_stops_everything_downstream(tm
 def test_nightly_schedule_and_raw_data_sensor(tmp_path, monkeypatch):
     from dagster import DefaultScheduleStatus, RunRequest, SkipReason, build_sensor_context
 
-    from pipeline.schedules import raw_data_changed
+    from pipeline.automation import raw_data_changed
 
     schedule = defs.get_schedule_def("nightly_retraining")
     assert schedule.cron_schedule == load_params(REPO / "params.yaml").schedule.retrain_cron == "0 2 * * *"
@@ -229,14 +243,17 @@ def test_nightly_schedule_and_raw_data_sensor(tmp_path, monkeypatch):
     assert schedule.job_name == "rib_pipeline"
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("data:\n  inputs: [raw.txt]\n")
+    (tmp_path / "other.yaml").write_text("data:\n  inputs: [raw.txt]\nexperiment: {models: [RIB], variants: [sku]}\n")
     (tmp_path / "raw.txt").write_text("1+5+9+3+10 2+5+9+3+10\n")
-    context = build_sensor_context(instance=DagsterInstance.ephemeral())
+    resources = {
+        "rib_params": RibParams(params_path=str(tmp_path / "other.yaml"))
+    }  # the resource's file, not params.yaml
+    context = build_sensor_context(instance=DagsterInstance.ephemeral(), resources=resources)
     assert isinstance(raw_data_changed(context), SkipReason)  # first look: remember what is there
-    unchanged = build_sensor_context(cursor=context.cursor)
+    unchanged = build_sensor_context(cursor=context.cursor, resources=resources)
     assert isinstance(raw_data_changed(unchanged), SkipReason)
     (tmp_path / "raw.txt").write_text("1+5+9+3+10 2+5+9+3+10\n3+5+9+3+10 4+5+9+3+10\n")
-    changed = build_sensor_context(cursor=context.cursor)
+    changed = build_sensor_context(cursor=context.cursor, resources=resources)
     request = raw_data_changed(changed)
     assert isinstance(request, RunRequest) and changed.cursor != context.cursor
 

@@ -3,9 +3,10 @@ import dataclasses
 import pyarrow.parquet as pq
 import pytest
 
-from rib.profile import profile
+from rib.config import SyntheticConfig
+from rib.data.profile import profile
+from rib.data.synthetic import generate
 from rib.schema import MICRO_BEHAVIOR_SCHEMA, is_synthetic
-from rib.synthetic import SyntheticConfig, generate
 
 SMALL = SyntheticConfig(n_sessions=1500, n_skus=3000, seed=21)
 

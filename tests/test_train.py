@@ -3,13 +3,14 @@ import pytest
 import torch
 from helpers import write_canonical
 
-from rib.baselines import BPRMF, Word2VecAvg, Word2VecLast
-from rib.dataset import SplitData, load_vocab
-from rib.features import FeatureConfig, build_features
-from rib.metrics import evaluate
-from rib.recommend import UnknownInputError, load_checkpoint, recommend, save_checkpoint
-from rib.train import TrainConfig, model_config_for, train_rib
-from rib.word2vec import Word2VecConfig, load_vectors, pretrain
+from rib.config import BPRConfig, EvaluationConfig, FeatureConfig, RIBConfig, TrainConfig, Word2VecConfig
+from rib.evaluation.metrics import evaluate
+from rib.features.build import build_features
+from rib.features.dataset import FeatureSet
+from rib.models.baselines import BPRMF, Word2VecAvg, Word2VecLast
+from rib.models.checkpoint import UnknownInputError, load_checkpoint, recommend, save_checkpoint
+from rib.models.train import score_batch, sized_for, train_rib
+from rib.models.word2vec import load_vectors, pretrain_word2vec
 
 N_PRODUCTS = 60
 
@@ -31,24 +32,29 @@ def deterministic_features(tmp_path_factory):
             item = successor(item)
         sessions[f"s{s:04d}"] = events
     build_features(write_canonical(tmp / "mb.parquet", sessions), tmp / "f", FeatureConfig())
-    return tmp / "f"
+    return FeatureSet.load(tmp / "f")
+
+
+AT_1 = EvaluationConfig(ks=[1])
+QUIET = dict(progress=False, device="cpu")
 
 
 def test_rib_learns_a_deterministic_next_product(deterministic_features, tmp_path):
-    config = TrainConfig(epochs=6, learning_rate=0.01, batch_size=64, patience=6, k=1, progress=False, device="cpu")
-    model_config = model_config_for(deterministic_features, d_sku=32, hidden=64, dropout=0.0)
-    result = train_rib(deterministic_features, model_config, config, log=lambda _: None)
-    assert result.test["recall@1"] > 0.95
+    features = deterministic_features
+    config = TrainConfig(epochs=6, learning_rate=0.01, batch_size=64, patience=6, **QUIET)
+    model_config = sized_for(features, RIBConfig(d_sku=32, hidden=64, dropout=0.0))
+    result = train_rib(features, model_config, config, AT_1, log=lambda _: None)
+    test = evaluate(lambda batch: score_batch(result.model, batch), features.test, AT_1, features.n_items)
+    assert test["recall@1"] > 0.95
     assert result.validation["recall@1"] > 0.95
     assert result.best_epoch in range(1, 7) and len(result.history) >= result.best_epoch
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
     # A saved checkpoint reloads to identical scores.
-    vocab = load_vocab(deterministic_features)
-    save_checkpoint(result.model, tmp_path / "ckpt", vocab)
-    reloaded, reloaded_vocab, _ = load_checkpoint(tmp_path / "ckpt")
-    test = SplitData.load(deterministic_features, "test")
-    batch = test.batch(np.arange(test.n_examples))
+    save_checkpoint(result.model, tmp_path / "ckpt", features.vocab, {"max_len": 50, "exclude_last_sku": True})
+    checkpoint = load_checkpoint(tmp_path / "ckpt")
+    reloaded = checkpoint.model
+    batch = features.test.batch(np.arange(features.test.n_examples))
     tensors = [torch.as_tensor(a) for a in (batch.sku, batch.activity, batch.dwell, batch.lengths)]
     result.model.eval()
     with torch.no_grad():
@@ -56,26 +62,22 @@ def test_rib_learns_a_deterministic_next_product(deterministic_features, tmp_pat
 
     # recommend() from raw micro-behaviors: the successor comes first, attention per input.
     session = [("p4", 5, 12.0), ("p4", 7, 12.0), (f"p{successor(4)}", 5, 30.0)]
-    (top,) = recommend(reloaded, reloaded_vocab, [session], k=5)
+    (top,) = recommend(checkpoint, [session], k=5)
     assert top.skus[0] == f"p{successor(successor(4))}"
     assert len(top.skus) == len(top.scores) == 5 and top.scores == sorted(top.scores, reverse=True)
     assert len(top.attention) == 3 and abs(sum(top.attention) - 1) < 1e-5
-    (with_unknown,) = recommend(reloaded, reloaded_vocab, [[("nope", 5, 1.0), ("p1", 5, 1.0)]])
+    (with_unknown,) = recommend(checkpoint, [[("nope", 5, 1.0), ("p1", 5, 1.0)]], k=5)
     assert with_unknown.unknown_skus == ["nope"]
     with pytest.raises(UnknownInputError, match="unknown SKU 'nope'"):
-        recommend(reloaded, reloaded_vocab, [[("nope", 5, 1.0)]], strict=True)
+        recommend(checkpoint, [[("nope", 5, 1.0)]], k=5, strict=True)
     with pytest.raises(UnknownInputError, match=r"activity must be an integer 1\.\.10"):
-        recommend(reloaded, reloaded_vocab, [[("p1", 11, 1.0)]])
+        recommend(checkpoint, [[("p1", 11, 1.0)]], k=5)
 
 
 def test_training_is_repeatable_on_cpu(deterministic_features):
-    config = TrainConfig(epochs=2, batch_size=64, progress=False, device="cpu", seed=5)
-    runs = [
-        train_rib(
-            deterministic_features, model_config_for(deterministic_features, hidden=32), config, log=lambda _: None
-        )
-        for _ in range(2)
-    ]
+    config = TrainConfig(epochs=2, batch_size=64, seed=5, **QUIET)
+    model_config = sized_for(deterministic_features, RIBConfig(hidden=32))
+    runs = [train_rib(deterministic_features, model_config, config, AT_1, log=lambda _: None) for _ in range(2)]
     assert runs[0].history[-1]["train_loss"] == runs[1].history[-1]["train_loss"]
     for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -83,43 +85,37 @@ def test_training_is_repeatable_on_cpu(deterministic_features):
 
 def test_word2vec_is_repeatable_and_aligned_with_ids(deterministic_features, tmp_path):
     dims = {"sku": 16, "activity": 4, "dwell": 4}
-    first = pretrain(deterministic_features, tmp_path / "a", dims, Word2VecConfig(epochs=3))
-    pretrain(deterministic_features, tmp_path / "b", dims, Word2VecConfig(epochs=3))
+    first = pretrain_word2vec(deterministic_features, tmp_path / "a", dims, Word2VecConfig(epochs=3))
+    pretrain_word2vec(deterministic_features, tmp_path / "b", dims, Word2VecConfig(epochs=3))
     a, b = load_vectors(tmp_path / "a"), load_vectors(tmp_path / "b")
     assert all(np.array_equal(a[k][0], b[k][0]) for k in dims)
     vectors, known = a["sku"]
-    assert vectors.shape == (len(load_vocab(deterministic_features)["sku"]), 16)
+    assert vectors.shape == (deterministic_features.n_items, 16)
     assert not known[0] and not known[1] and known[2:].all()
     assert first["kinds"]["activity"]["known_ids"] == 2  # only activities 5 and 7 occur
     assert not list(tmp_path.glob("*/*.corpus.txt"))
 
     # word2vec initialises RIB's tables (eq. 3).
-    model_config = model_config_for(deterministic_features, d_sku=16, d_activity=4, d_dwell=4)
-    result = train_rib(
-        deterministic_features,
-        model_config,
-        TrainConfig(epochs=1, progress=False, learning_rate=1e-9),
-        a,
-        log=lambda _: None,
-    )
+    model_config = sized_for(deterministic_features, RIBConfig(d_sku=16, d_activity=4, d_dwell=4))
+    config = TrainConfig(epochs=1, learning_rate=1e-9, **QUIET)
+    result = train_rib(deterministic_features, model_config, config, AT_1, a, log=lambda _: None)
     np.testing.assert_allclose(result.model.sku_embedding.weight[2:].detach().numpy(), vectors[2:], atol=1e-5)
 
 
 def test_word2vec_and_bpr_baselines(deterministic_features, tmp_path):
-    pretrain(deterministic_features, tmp_path, {"sku": 16}, Word2VecConfig(epochs=10, window=1))
+    features = deterministic_features
+    pretrain_word2vec(features, tmp_path, {"sku": 16}, Word2VecConfig(epochs=10, window=1))
     vectors = load_vectors(tmp_path)["sku"][0]
     n_items = vectors.shape[0]
-    train = SplitData.load(deterministic_features, "train")
-    test = SplitData.load(deterministic_features, "test")
-    batch = test.batch(np.arange(4))
-    last = Word2VecLast(vectors).fit(train, n_items).score_all(batch)
+    batch = features.test.batch(np.arange(4))
+    last = Word2VecLast(vectors).fit(features).score(batch)
     assert last.shape == (4, n_items)
     np.testing.assert_allclose(last[np.arange(4), batch.last_sku], 1.0, rtol=1e-5)  # cosine with itself
-    avg = Word2VecAvg(vectors).fit(train, n_items)
+    avg = Word2VecAvg(vectors).fit(features)
     # In this data a product's successor is its constant neighbour: word2vec finds it.
-    assert evaluate(avg.score_all, test, ks=(20,), n_items=n_items)["recall@20"] > 0.5
-    bpr = BPRMF(factors=8, iterations=20, seed=1).fit(train, n_items)
-    scores = bpr.score_all(batch)
-    assert scores.shape == (4, n_items) and np.isfinite(scores).all()
-    again = BPRMF(factors=8, iterations=20, seed=1).fit(train, n_items).score_all(batch)
+    assert evaluate(avg.score, features.test, EvaluationConfig(ks=[20]), n_items)["recall@20"] > 0.5
+    bpr = BPRMF(BPRConfig(factors=8, iterations=20, seed=1)).fit(features)
+    scores = bpr.score(batch)
+    assert scores.shape == (4, n_items) and np.isfinite(scores[:, 2:]).all()
+    again = BPRMF(BPRConfig(factors=8, iterations=20, seed=1)).fit(features).score(batch)
     np.testing.assert_allclose(scores, again)

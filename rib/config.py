@@ -1,0 +1,312 @@
+"""Every setting of the library and the pipeline, with its default, in one place.
+
+Each section of `params.yaml` overrides the dataclass of the same name below; a key that is
+not set keeps the default written here. `load_params` reads the file strictly: a missing file,
+an unknown (misspelt) key or a value of the wrong type is an error that names it.
+`rib params` prints every resolved setting.
+
+The library's functions take these dataclasses; nothing else holds a default for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PARAMS_ENV = "RIB_PARAMS"  # the params file the pipeline reads, when not params.yaml
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: where the raw logs are and how to read them (rib/data)
+
+
+@dataclass
+class DataConfig:
+    format: str = "canonical"  # canonical | jd | events
+    inputs: list[str] = field(default_factory=lambda: ["data/micro_behaviors.parquet"])
+    events_config: str | None = None  # a YAML file describing an event log (format events), docs/sources.md
+    generate_if_missing: bool = True  # write the synthetic default data to inputs[0] when it is absent
+
+
+@dataclass
+class SyntheticConfig:
+    """The built-in default dataset (rib/data/synthetic.py), calibrated to the JD samples."""
+
+    seed: int = 7
+    n_sessions: int = 2500
+    n_skus: int = 3000
+    n_categories: int = 40
+    n_users: int | None = None  # default: n_sessions // 3
+    mean_visits: float = 24.0  # macro interactions per session
+    max_visits: int = 150
+    p_revisit: float = 0.22
+    p_follow: float = 0.35
+    n_neighbors: int = 3
+    popularity_skew: float = 2.2  # rank = size * u**skew: larger is more skewed
+    start: str = "2026-01-01"
+    days: int = 60
+    chunk_sessions: int = 50_000
+
+    @property
+    def users(self) -> int:
+        return self.n_users or max(1, self.n_sessions // 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Features (rib/features)
+
+
+@dataclass
+class FeatureConfig:
+    min_sku_count: int = 1
+    dwell_buckets: int = 5  # equal-frequency buckets learned on the training split
+    dwell_edges: list[float] | None = None  # or fixed upper-inclusive edges, e.g. the paper's [9, 24, 60, 120]
+    max_len: int = 50  # inputs keep the last max_len micro-behaviors
+    split_method: str = "hash"  # hash: seeded per-session hash, stable when data is appended | time
+    split_seed: int = 13
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    duckdb_memory_limit: str = "4GB"
+    duckdb_threads: int = 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation (rib/evaluation)
+
+
+@dataclass
+class EvaluationConfig:
+    ks: list[int] = field(default_factory=lambda: [20])  # the first k is the one early stopping and tables use
+    exclude_last_sku: bool = True  # the next macro interaction is on another SKU by construction
+
+    @property
+    def k(self) -> int:
+        return self.ks[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Models (rib/models)
+
+
+@dataclass
+class Word2VecConfig:
+    """gensim skip-gram pretraining of SKU, activity and dwell embeddings (sizes from `model`)."""
+
+    window: int = 5
+    epochs: int = 5
+    negative: int = 5
+    min_count: int = 1
+    sg: int = 1  # skip-gram
+    sample: float = 1e-3  # down-sampling of frequent tokens (gensim's default); 0 keeps every token
+    workers: int = 1  # 1 worker and a fixed seed give repeatable vectors
+    seed: int = 1
+
+
+@dataclass
+class BPRConfig:
+    factors: int = 64
+    iterations: int = 100
+    learning_rate: float = 0.01
+    regularization: float = 0.01
+    seed: int = 0
+
+
+@dataclass
+class RIBConfig:
+    """RIB's architecture (rib/models/rib.py). The fields marked "per run" are set by the
+    training step from the features and the trained model's name, never in params.yaml."""
+
+    n_items: int = 0  # per run: SKU ids including 0 = padding and 1 = out of vocabulary
+    n_activities: int = 11  # per run: 0 = padding, 1..10
+    n_dwell: int = 6  # per run: 0 = padding, 1..K
+    variant: str = "sku_micro"  # per run: sku | sku_activity | sku_dwell | sku_micro
+    attention: bool = True  # per run: False is the ablation RIB-Attention
+    d_sku: int = 64
+    d_activity: int = 16
+    d_dwell: int = 16
+    hidden: int = 100
+    rnn: str = "gru"  # gru | lstm
+    dropout: float = 0.1
+    tied_output: bool = False  # score products against their input embeddings: W_o = W_P · projection
+    repeat: bool = True  # repeat-explore mixture over the attention (README: beyond the paper)
+
+    PER_RUN: typing.ClassVar[tuple[str, ...]] = ("n_items", "n_activities", "n_dwell", "variant", "attention")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12  # at most; the epoch is chosen on validation (early stopping)
+    batch_size: int = 256  # windows of max_len micro-behaviors; 2048 suits a GPU and a large catalog
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01  # on weight matrices only: never on biases or embedding tables
+    grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
+    patience: int = 3  # epochs without a better validation figure before stopping
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available, else cpu
+    bf16: bool = True  # bfloat16 autocast on CUDA
+    loss_chunk: int = 0  # rows of logits per softmax chunk; 0: 4096 on CUDA, 1024 on CPU (measured best)
+    compile_loss: str = "auto"  # auto: torch.compile the softmax kernels on CUDA only | true | false
+    cpu_threads: int | None = None
+    progress: bool = True  # a tqdm bar with loss and micro-behaviors/s
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline (rib/steps.py, pipeline/)
+
+
+@dataclass
+class ExperimentConfig:
+    """Which models the pipeline and `rib benchmark` train and evaluate, over how many seeds.
+
+    `models` and `variants` have no default here: they shape the pipeline (one Dagster asset and
+    one DVC stage per trained model and variant), and DVC reads them from params.yaml, so that
+    file is their one home."""
+
+    models: list[str]  # learned models, e.g. [RIB, RIB-Attention]
+    variants: list[str]  # input variants, e.g. [sku, sku_activity, sku_dwell, sku_micro]
+    baselines: list[str] = field(
+        default_factory=lambda: ["POP", "S-POP", "Item-KNN", "BPR-MF", "Word2vec", "Word2vec Avg"]
+    )
+    seeds: int = 1  # `rib benchmark --seeds N` overrides
+
+
+@dataclass
+class RegistryConfig:
+    """MLflow registry: which trained model is logged as a pyfunc and may become `champion`."""
+
+    model_name: str = "rib"
+    model: str = "RIB"
+    variant: str = "sku_micro"
+
+
+@dataclass
+class ScheduleConfig:
+    retrain_cron: str = "0 2 * * *"  # nightly retraining (Dagster schedule), 02:00
+
+
+@dataclass
+class Params:
+    """params.yaml as a whole: one section per dataclass above."""
+
+    experiment: ExperimentConfig  # required: see ExperimentConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    artifacts_dir: str = "artifacts"  # every generated file goes under here (never inside data/)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    word2vec: Word2VecConfig = field(default_factory=Word2VecConfig)
+    bpr: BPRConfig = field(default_factory=BPRConfig)
+    model: RIBConfig = field(default_factory=RIBConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading params.yaml
+
+
+class ParamsError(ValueError):
+    """params.yaml cannot be used: the message names the file, the key and the problem."""
+
+
+def default_params_path() -> Path:
+    """params.yaml in the working directory, or the file named by $RIB_PARAMS."""
+    return Path(os.environ.get(PARAMS_ENV) or "params.yaml")
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Read a params file over the defaults above; anything unknown or mistyped is an error."""
+    import yaml  # here: the training path imports this module with torch and numpy alone
+
+    path = Path(path) if path is not None else default_params_path()
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML ({error})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return _build(Params, raw, str(path), "")
+
+
+def _build(cls: type, raw: dict, path: str, where: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        name = f"{where}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{where}{close[0]}'?" if close else f"; known: {', '.join(names)}"
+            raise ParamsError(f"{path}: unknown key {name!r}{hint}")
+        if key in getattr(cls, "PER_RUN", ()):
+            raise ParamsError(f"{path}: {name!r} is set per trained model, not in params.yaml")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ParamsError(f"{path}: {name!r} must be a mapping of settings, got {value!r}")
+            values[key] = _build(hint, value, path, f"{name}.")
+        else:
+            values[key] = _checked(value, hint, path, name)
+    missing = [
+        f"{where}{f.name}"
+        for f in dataclasses.fields(cls)
+        if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    for name in missing:  # a required section is built from nothing, so its own required keys are named
+        hint = hints[name.removeprefix(where)]
+        if dataclasses.is_dataclass(hint):
+            values[name.removeprefix(where)] = _build(hint, {}, path, f"{name}.")
+        else:
+            raise ParamsError(f"{path}: missing key {name!r}: it has no default (rib/config.py)")
+    return cls(**values)
+
+
+def _checked(value, hint, path: str, name: str):
+    """`value` if it fits the annotation `hint` (ints are accepted for floats)."""
+    if _fits(value, hint):
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    raise ParamsError(f"{path}: {name!r} must be {_describe(hint)}, got {value!r}")
+
+
+def _fits(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(hint))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
+    return "null" if hint is type(None) else hint.__name__
+
+
+def params_as_dict(params: Params) -> dict:
+    """Every resolved setting (for `rib params` and for logging)."""
+    return dataclasses.asdict(params)

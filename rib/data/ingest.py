@@ -1,0 +1,73 @@
+"""Turn raw logs into the canonical micro-behavior table, with a quarantine and a report.
+
+Every source writes into a temporary folder inside the output folder; only when the whole
+input has been read and `read == kept + quarantined` holds are the three files renamed
+into place, so a failed ingest never leaves half-written output behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from rib.artifacts import MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE
+from rib.config import DataConfig
+from rib.data.profile import profile
+from rib.data.report import IngestReport
+
+FORMATS = ("jd", "events", "canonical")
+
+
+def ingest_logs(config: DataConfig, out_dir: str | Path) -> IngestReport:
+    """Read `config.inputs` in `config.format`; write the canonical table, quarantine and report."""
+    if config.format not in FORMATS:
+        raise ValueError(f"unknown format {config.format!r}; expected one of {', '.join(FORMATS)}")
+    if not config.inputs:
+        raise ValueError("no input files given")
+    if config.format == "events" and config.events_config is None:
+        raise ValueError("format events needs an events config (a YAML file describing the log's columns)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
+    try:
+        table_path = staging / MICRO_BEHAVIORS_FILE
+        quarantine_path = staging / QUARANTINE_FILE
+        if config.format == "jd":
+            from rib.data.jd import read_jd
+
+            report = read_jd(config.inputs, table_path, quarantine_path)
+        elif config.format == "events":
+            from rib.data.events import EventsConfig, read_events
+
+            report = read_events(config.inputs, EventsConfig.load(config.events_config), table_path, quarantine_path)
+        else:
+            from rib.data.canonical import read_canonical
+
+            report = read_canonical(config.inputs, table_path, quarantine_path)
+        if report.read != report.kept + report.quarantined:
+            raise AssertionError(
+                f"ingest lost rows: read {report.read} != kept {report.kept} + quarantined {report.quarantined}"
+            )
+        report.data_version = data_version(config.inputs)
+        report.profile = profile(table_path)
+        (staging / REPORT_FILE).write_text(report.to_json() + "\n")
+        for name in (MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE):
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def data_version(paths: list[str | Path]) -> str:
+    """md5 of the raw inputs (one file: its md5, as in a .dvc file; several: md5 of their md5s)."""
+    digests = []
+    for path in sorted(str(p) for p in paths):
+        digest = hashlib.md5()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digests.append(digest.hexdigest())
+    return digests[0] if len(digests) == 1 else hashlib.md5("".join(digests).encode()).hexdigest()

@@ -1,0 +1,60 @@
+"""Summary statistics of a canonical micro-behavior table, computed in DuckDB.
+
+Part of every ingest report (and so of the ingest asset's metadata); also used to calibrate
+the synthetic generator against the JD samples (benchmarks/synthetic_vs_jd.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def profile(micro_behaviors: str | Path) -> dict:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(
+        """CREATE TEMP TABLE mb AS
+           SELECT *, sum(CASE WHEN lag_sku IS DISTINCT FROM sku THEN 1 ELSE 0 END)
+                       OVER (PARTITION BY session_id ORDER BY position) AS macro
+           FROM (SELECT *, lag(sku) OVER (PARTITION BY session_id ORDER BY position) AS lag_sku
+                 FROM read_parquet(?))""",
+        [str(micro_behaviors)],
+    )
+    n, n_sessions, n_skus = con.sql(
+        "SELECT count(*), count(DISTINCT session_id), count(DISTINCT sku) FROM mb"
+    ).fetchall()[0]
+    activity_share = dict(
+        con.sql("SELECT activity, round(count(*) / sum(count(*)) OVER (), 4) FROM mb GROUP BY 1 ORDER BY 1").fetchall()
+    )
+    dwell_quantiles = con.sql("SELECT quantile_disc(dwell_seconds, [0.1, 0.25, 0.5, 0.75, 0.9]) FROM mb").fetchall()[0][
+        0
+    ]
+    lengths = con.sql("""SELECT avg(n), quantile_disc(n, 0.5), max(n), avg(n_macro)
+                         FROM (SELECT count(*) AS n, max(macro) AS n_macro FROM mb GROUP BY session_id)""").fetchall()[
+        0
+    ]
+    repeat_share = con.sql("""
+        WITH visits AS (SELECT session_id, macro, any_value(sku) AS sku FROM mb GROUP BY ALL),
+             flagged AS (SELECT v.macro > 1 AS has_previous,
+                                EXISTS (SELECT 1 FROM visits p WHERE p.session_id = v.session_id
+                                        AND p.macro < v.macro AND p.sku = v.sku) AS seen_before
+                         FROM visits v)
+        SELECT avg(seen_before::INTEGER) FROM flagged WHERE has_previous""").fetchall()[0][0]
+    top_share = con.sql("""SELECT sum(n) / (SELECT count(*) FROM mb) FROM
+                           (SELECT count(*) AS n FROM mb GROUP BY sku ORDER BY n DESC LIMIT 100)""").fetchall()[0][0]
+    con.close()
+    return {
+        "micro_behaviors": n,
+        "sessions": n_sessions,
+        "skus": n_skus,
+        "activity_share": {str(k): v for k, v in activity_share.items()},
+        "dwell_p10_p25_p50_p75_p90": dwell_quantiles,
+        "session_length_mean": round(lengths[0], 2),
+        "session_length_median": lengths[1],
+        "session_length_max": lengths[2],
+        "macro_per_session_mean": round(lengths[3], 2),
+        "micro_per_macro": round(lengths[0] / lengths[3], 3),
+        "next_visit_seen_before_share": round(repeat_share or 0.0, 4),
+        "top100_sku_share": round(float(top_share), 4),
+    }

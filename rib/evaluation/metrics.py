@@ -1,0 +1,83 @@
+"""Evaluation protocol (documented in the README, "Evaluation"):
+
+- every example is ranked against the full catalog: every SKU in the training vocabulary
+  (ids 2..V-1); padding and the out-of-vocabulary id are never ranked;
+- ties count pessimistically: rank = 1 + the number of other SKUs scoring at least as high
+  as the target, so a constant scorer ranks every target last;
+- a target never seen in training (out of vocabulary) is a miss and stays in the denominator;
+- the last SKU of the input is removed from every model's ranking when `exclude_last_sku`
+  is on: by construction the next macro interaction is on another SKU;
+- Recall@k = share of examples with rank <= k; MRR@k = mean of 1/rank, 0 past k;
+  every figure is reported with the number of examples `n` behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from rib.config import EvaluationConfig
+from rib.features.dataset import Batch, SplitData
+from rib.schema import FIRST_SKU_ID
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Pessimistic 1-based rank of each target among ids >= 2; inf for an unseen target.
+
+    scores: (B, V) float, targets: (B,) int. NaN scores rank above everything.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets)
+    known = targets >= FIRST_SKU_ID
+    rows = np.arange(len(targets))
+    target_score = scores[rows, np.where(known, targets, FIRST_SKU_ID)]
+    catalog = scores[:, FIRST_SKU_ID:]
+    at_least = (catalog >= target_score[:, None]) | np.isnan(catalog)  # (B, V-2), includes the target
+    ranks = at_least.sum(axis=1).astype(np.float64)  # 1 + others scoring at least as high
+    ranks[np.isnan(target_score)] = catalog.shape[1]
+    ranks[~known] = np.inf
+    return ranks
+
+
+def recall_mrr(ranks: np.ndarray, k: int) -> dict[str, float]:
+    ranks = np.asarray(ranks, dtype=np.float64)
+    n = len(ranks)
+    hit = ranks <= k
+    return {
+        f"recall@{k}": float(hit.mean()) if n else float("nan"),
+        f"mrr@{k}": float(np.where(hit, 1.0 / ranks, 0.0).mean()) if n else float("nan"),
+        "n": int(n),
+    }
+
+
+def rank_targets(
+    score_batch: Callable[[Batch], np.ndarray], data: SplitData, config: EvaluationConfig, n_items: int
+) -> np.ndarray:
+    """The rank of every example's target in `data` under `score_batch` (Batch -> (B, V) scores)."""
+    # Keep a (B, V) float64 block near 160 MB whatever the catalog size.
+    batch_size = max(16, min(1024, 20_000_000 // max(n_items, 1)))
+    ranks = []
+    for batch in data.batches(batch_size):
+        scores = np.array(score_batch(batch), dtype=np.float64, copy=True)
+        if config.exclude_last_sku:
+            scores[np.arange(len(scores)), batch.last_sku] = -np.inf
+        ranks.append(target_ranks(scores, batch.target))
+    return np.concatenate(ranks) if ranks else np.zeros(0)
+
+
+def summarize(ranks: np.ndarray, ks: list[int] | tuple[int, ...]) -> dict[str, float]:
+    """Recall@k and MRR@k for every k, with `n` and the number of unseen (out-of-vocabulary) targets."""
+    result: dict[str, float] = {"n": len(ranks), "oov_targets": int(np.isinf(ranks).sum())}
+    for k in ks:
+        figures = recall_mrr(ranks, k)
+        result[f"recall@{k}"] = figures[f"recall@{k}"]
+        result[f"mrr@{k}"] = figures[f"mrr@{k}"]
+    return result
+
+
+def evaluate(
+    score_batch: Callable[[Batch], np.ndarray], data: SplitData, config: EvaluationConfig, n_items: int
+) -> dict[str, float]:
+    """Score every example of `data` with `score_batch` and summarise its ranks."""
+    return summarize(rank_targets(score_batch, data, config, n_items), config.ks)

@@ -1,0 +1,199 @@
+"""Feature building in DuckDB: splits, macro interactions, dwell buckets, vocabularies, examples.
+
+Output folder layout (all arrays are .npy, memory-mappable):
+
+    features.duckdb          tables `sessions` (split, index, counts) and `sku_vocab`
+    vocab.json               SKU strings by id, activity names, dwell bucket edges
+    summary.json             counts per split, the configuration, the `synthetic` label
+    <split>/sku.npy          int32, one entry per micro-behavior, sessions back to back
+    <split>/activity.npy     int8   1..10
+    <split>/dwell.npy        int8   dwell bucket 1..K
+    <split>/macro.npy        int32  index of the micro-behavior's macro interaction in its session
+    <split>/session_offsets.npy  int64 (n_sessions + 1): session s is [offsets[s], offsets[s+1])
+    <split>/example_start.npy, example_end.npy   int64: the input is [start, end)
+    <split>/example_target.npy   int32 SKU id of the next macro interaction
+    <split>/example_session.npy  int32 session index within the split
+
+Ids: SKU 0 = padding, 1 = out of vocabulary (not seen `min_sku_count` times in training),
+2.. by training frequency. Activity ids are the paper's codes 1..10, dwell buckets 1..K;
+0 is padding for both.
+
+Examples: in training every macro interaction after the first is a target and its input is
+every micro-behavior before it (a prefix); in validation and test each session with at least
+two macro interactions gives one example, target = the SKU of its last macro interaction.
+Inputs are truncated to the last `max_len` micro-behaviors. All four input variants of the
+paper (SKU, +Activity, +Dwell, +Micro-behaviors) read these same arrays.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from rib.config import FeatureConfig
+from rib.io import staged_folder
+from rib.schema import ACTIVITY_NAMES, OOV, is_synthetic
+
+SPLITS = ("train", "validation", "test")
+
+
+def _split_sql(config: FeatureConfig) -> str:
+    train_cut = 1 - config.validation_fraction - config.test_fraction
+    valid_cut = 1 - config.test_fraction
+    if config.split_method == "hash":
+        u = f"(md5_number('{config.split_seed}:' || session_id) % 1000000) / 1000000.0"
+        return f"CASE WHEN {u} < {train_cut} THEN 'train' WHEN {u} < {valid_cut} THEN 'validation' ELSE 'test' END"
+    if config.split_method == "time":
+        # A global time split: sessions ordered by their first timestamp.
+        cut = "(SELECT quantile_disc(start_ts, {}) FROM session_stats)"
+        return f"""CASE WHEN start_ts < {cut.format(train_cut)} THEN 'train'
+                        WHEN start_ts < {cut.format(valid_cut)} THEN 'validation' ELSE 'test' END"""
+    raise ValueError(f"unknown split_method {config.split_method!r}; expected hash or time")
+
+
+def _bucket_sql(edges: list[float]) -> str:
+    return "(1" + "".join(f" + (dwell_seconds > {float(e)})::INTEGER" for e in edges) + ")"
+
+
+def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: FeatureConfig | None = None) -> dict:
+    """Build every feature from the canonical Parquet table into `out_dir` (replaced atomically)."""
+    import duckdb
+
+    config = config or FeatureConfig()
+    micro_behaviors = Path(micro_behaviors)
+    with staged_folder(out_dir) as staging:
+        con = duckdb.connect(str(staging / "features.duckdb"))
+        con.execute("SET memory_limit = ?", [config.duckdb_memory_limit])
+        con.execute("SET threads = ?", [config.duckdb_threads])
+        con.execute("SET preserve_insertion_order = false")
+        summary = _build(con, micro_behaviors, staging, config)
+        con.close()
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _build(con, micro_behaviors: Path, out: Path, config: FeatureConfig) -> dict:
+    con.execute(
+        """CREATE TEMP TABLE mb AS
+           SELECT session_id, position, sku, activity, dwell_seconds, timestamp,
+                  sum(CASE WHEN lag_sku IS DISTINCT FROM sku THEN 1 ELSE 0 END)
+                      OVER (PARTITION BY session_id ORDER BY position) - 1 AS macro
+           FROM (SELECT *, lag(sku) OVER (PARTITION BY session_id ORDER BY position) AS lag_sku
+                 FROM read_parquet(?))""",
+        [str(micro_behaviors)],
+    )
+    con.execute("""CREATE TEMP TABLE session_stats AS
+                   SELECT session_id, count(*) AS n_micro, max(macro) + 1 AS n_macro,
+                          min(timestamp) AS start_ts, count(timestamp) AS n_timestamps
+                   FROM mb GROUP BY session_id""")
+    if config.split_method == "time":
+        missing = con.sql("SELECT count(*) FROM session_stats WHERE n_timestamps < n_micro").fetchall()[0][0]
+        if missing:
+            raise ValueError(f"{micro_behaviors}: split_method=time needs timestamps; {missing} sessions lack them")
+    con.execute(f"""CREATE TABLE sessions AS
+                    SELECT *, (row_number() OVER (PARTITION BY split ORDER BY session_id) - 1)::INTEGER AS session_index
+                    FROM (SELECT *, {_split_sql(config)} AS split FROM session_stats)""")
+    con.execute(
+        "CREATE TEMP TABLE train_mb AS SELECT mb.* FROM mb JOIN sessions USING (session_id) WHERE split = 'train'"
+    )
+    n_train = con.sql("SELECT count(*) FROM train_mb").fetchall()[0][0]
+    if n_train == 0:
+        raise ValueError(f"{micro_behaviors}: the training split is empty")
+
+    if config.dwell_edges is not None:
+        edges = sorted(float(e) for e in config.dwell_edges)
+    else:
+        quantiles = [k / config.dwell_buckets for k in range(1, config.dwell_buckets)]
+        edges = con.sql(f"SELECT quantile_disc(dwell_seconds, {quantiles}) FROM train_mb").fetchall()[0][0]
+        edges = sorted(set(float(e) for e in edges))  # ties in the data can merge two quantiles
+
+    con.execute(f"""CREATE TABLE sku_vocab AS
+                    SELECT (row_number() OVER (ORDER BY n DESC, sku) + 1)::INTEGER AS sku_id, sku, n AS train_count
+                    FROM (SELECT sku, count(*) AS n FROM train_mb GROUP BY sku)
+                    WHERE n >= {config.min_sku_count}""")
+    con.execute(f"""CREATE TEMP TABLE encoded AS
+                    SELECT s.split, s.session_index, m.position, m.macro::INTEGER AS macro,
+                           coalesce(v.sku_id, {OOV})::INTEGER AS sku_id, m.activity::TINYINT AS activity,
+                           {_bucket_sql(edges)}::TINYINT AS dwell_bucket,
+                           (row_number() OVER (PARTITION BY s.split ORDER BY s.session_index, m.position) - 1)::BIGINT
+                               AS flat_index
+                    FROM mb m JOIN sessions s USING (session_id) LEFT JOIN sku_vocab v USING (sku)""")
+
+    summary: dict = {
+        "input": str(micro_behaviors),
+        "synthetic": is_synthetic(str(micro_behaviors)),
+        "config": asdict(config),
+        "dwell_edges": edges,
+        "n_skus": con.sql("SELECT count(*) FROM sku_vocab").fetchall()[0][0],
+        "splits": {},
+    }
+    for split in SPLITS:
+        summary["splits"][split] = _write_split(con, out / split, split, config)
+
+    vocab = {
+        "sku": ["<pad>", "<oov>"] + [r[0] for r in con.sql("SELECT sku FROM sku_vocab ORDER BY sku_id").fetchall()],
+        "sku_train_count": [0, 0]
+        + [r[0] for r in con.sql("SELECT train_count FROM sku_vocab ORDER BY sku_id").fetchall()],
+        "activity": {str(code): name for code, name in ACTIVITY_NAMES.items()},
+        "dwell_edges": edges,
+        "n_dwell_buckets": len(edges) + 1,
+    }
+    (out / "vocab.json").write_text(json.dumps(vocab) + "\n")
+    return summary
+
+
+def _column(con, sql: str, dtype) -> np.ndarray:
+    table = con.sql(sql).to_arrow_table()
+    return _as(table, table.column_names[0], dtype)
+
+
+def _write_split(con, folder: Path, split: str, config: FeatureConfig) -> dict:
+    folder.mkdir(parents=True)
+    rows = con.sql(
+        f"SELECT sku_id, activity, dwell_bucket, macro FROM encoded WHERE split = '{split}' ORDER BY flat_index"
+    ).to_arrow_table()
+    for name, column, dtype in (
+        ("sku", "sku_id", np.int32),
+        ("activity", "activity", np.int8),
+        ("dwell", "dwell_bucket", np.int8),
+        ("macro", "macro", np.int32),
+    ):
+        np.save(folder / f"{name}.npy", _as(rows, column, dtype))
+    lengths = _column(con, f"SELECT n_micro FROM sessions WHERE split = '{split}' ORDER BY session_index", np.int64)
+    np.save(folder / "session_offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+    # Targets: the first micro-behavior of each macro interaction after the first
+    # (training), or of the last macro interaction of sessions with at least two (evaluation).
+    which = "e.macro >= 1" if split == "train" else "e.macro = s.n_macro - 1 AND s.n_macro >= 2"
+    examples = con.sql(f"""
+        WITH starts AS (
+            SELECT *, lag(macro) OVER (PARTITION BY split, session_index ORDER BY position) IS DISTINCT FROM macro
+                   AS is_macro_start
+            FROM encoded WHERE split = '{split}')
+        SELECT e.session_index, e.flat_index AS end_index, e.sku_id AS target,
+               greatest(e.flat_index - e.position, e.flat_index - {config.max_len}) AS start_index
+        FROM starts e JOIN sessions s ON s.split = e.split AND s.session_index = e.session_index
+        WHERE e.is_macro_start AND {which}
+        ORDER BY e.flat_index
+    """).to_arrow_table()
+    targets = _as(examples, "target", np.int32)
+    np.save(folder / "example_session.npy", _as(examples, "session_index", np.int32))
+    np.save(folder / "example_start.npy", _as(examples, "start_index", np.int64))
+    np.save(folder / "example_end.npy", _as(examples, "end_index", np.int64))
+    np.save(folder / "example_target.npy", targets)
+    return {
+        "sessions": len(lengths),
+        "micro_behaviors": int(rows.num_rows),
+        "examples": len(targets),
+        "oov_targets": int((targets == OOV).sum()),
+        "sessions_without_example": int(
+            con.sql(f"SELECT count(*) FROM sessions WHERE split = '{split}' AND n_macro < 2").fetchall()[0][0]
+        ),
+    }
+
+
+def _as(table, column: str, dtype) -> np.ndarray:
+    return table[column].to_numpy().astype(dtype, copy=False) if table.num_rows else np.zeros(0, dtype)

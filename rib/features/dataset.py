@@ -1,0 +1,134 @@
+"""Read the stored feature arrays back: a split (`SplitData`), padded mini-batches of its examples
+(`Batch`, gathered without Python loops) and a whole features folder (`FeatureSet`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ARRAYS = (
+    "sku",
+    "activity",
+    "dwell",
+    "macro",
+    "session_offsets",
+    "example_start",
+    "example_end",
+    "example_target",
+    "example_session",
+)
+
+
+@dataclass
+class Batch:
+    """Left-aligned inputs, padded with 0 after each example's last micro-behavior."""
+
+    sku: np.ndarray  # (B, L) int64
+    activity: np.ndarray  # (B, L) int64
+    dwell: np.ndarray  # (B, L) int64
+    lengths: np.ndarray  # (B,) int64, at least 1 for every example
+    target: np.ndarray  # (B,) int64
+
+    @property
+    def last_sku(self) -> np.ndarray:  # (B,)
+        return self.sku[np.arange(len(self.lengths)), self.lengths - 1]
+
+
+@dataclass
+class SplitData:
+    sku: np.ndarray
+    activity: np.ndarray
+    dwell: np.ndarray
+    macro: np.ndarray
+    session_offsets: np.ndarray
+    example_start: np.ndarray
+    example_end: np.ndarray
+    example_target: np.ndarray
+    example_session: np.ndarray
+
+    @classmethod
+    def load(cls, features_dir: str | Path, split: str, mmap: bool = True) -> SplitData:
+        folder = Path(features_dir) / split
+        mode = "r" if mmap else None
+        return cls(**{name: np.load(folder / f"{name}.npy", mmap_mode=mode) for name in ARRAYS})
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.example_target)
+
+    @property
+    def n_sessions(self) -> int:
+        return len(self.session_offsets) - 1
+
+    def batch(self, indices: np.ndarray) -> Batch:
+        """Gather the examples `indices` into (B, L) arrays, L = the longest input among them."""
+        start = np.asarray(self.example_start[indices], np.int64)
+        end = np.asarray(self.example_end[indices], np.int64)
+        lengths = end - start
+        width = int(lengths.max()) if len(lengths) else 0
+        position = start[:, None] + np.arange(width)[None, :]  # (B, L)
+        valid = position < end[:, None]
+        position = np.where(valid, position, 0)
+        return Batch(
+            sku=np.where(valid, self.sku[position], 0).astype(np.int64),
+            activity=np.where(valid, self.activity[position], 0).astype(np.int64),
+            dwell=np.where(valid, self.dwell[position], 0).astype(np.int64),
+            lengths=lengths,
+            target=np.asarray(self.example_target[indices], np.int64),
+        )
+
+    def batches(self, batch_size: int):
+        for first in range(0, self.n_examples, batch_size):
+            yield self.batch(np.arange(first, min(first + batch_size, self.n_examples)))
+
+
+def load_vocab(features_dir: str | Path) -> dict:
+    return json.loads((Path(features_dir) / "vocab.json").read_text())
+
+
+@dataclass
+class FeatureSet:
+    """A features folder: the three splits (memory-mapped), the vocabularies and the summary.
+    What every recommender's `fit` receives."""
+
+    folder: Path
+    train: SplitData
+    validation: SplitData
+    test: SplitData
+    vocab: dict
+    summary: dict
+
+    @classmethod
+    def load(cls, features_dir: str | Path) -> FeatureSet:
+        folder = Path(features_dir)
+        return cls(
+            folder=folder,
+            train=SplitData.load(folder, "train"),
+            validation=SplitData.load(folder, "validation"),
+            test=SplitData.load(folder, "test"),
+            vocab=load_vocab(folder),
+            summary=json.loads((folder / "summary.json").read_text()),
+        )
+
+    @property
+    def n_items(self) -> int:
+        """Size of the SKU id space, padding and out-of-vocabulary included."""
+        return len(self.vocab["sku"])
+
+    @property
+    def n_dwell_buckets(self) -> int:
+        return self.vocab["n_dwell_buckets"]
+
+    @property
+    def max_len(self) -> int:
+        return self.summary["config"]["max_len"]
+
+    @property
+    def synthetic(self) -> bool:
+        return self.summary["synthetic"]
+
+    def split(self, name: str) -> SplitData:
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]

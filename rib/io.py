@@ -1,0 +1,72 @@
+"""Writing files completely or not at all: staged folders, and Parquet in bounded-memory row groups."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@contextmanager
+def staged_folder(target: str | Path) -> Iterator[Path]:
+    """Yield a staging folder beside `target`; when the block succeeds it replaces `target`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class ChunkedParquetWriter:
+    """Buffer rows column by column and write a row group every `chunk_rows` rows."""
+
+    def __init__(self, path: str | Path, schema: pa.Schema, chunk_rows: int = 1_000_000) -> None:
+        self.schema = schema
+        self.chunk_rows = chunk_rows
+        self.rows_written = 0
+        self._columns: dict[str, list] = {name: [] for name in schema.names}
+        self._writer = pq.ParquetWriter(str(path), schema, compression="zstd")
+
+    def append_row(self, *values: object) -> None:
+        for column, value in zip(self._columns.values(), values, strict=True):
+            column.append(value)
+        if len(self._columns[self.schema.names[0]]) >= self.chunk_rows:
+            self.flush()
+
+    def write_arrays(self, arrays: dict[str, object]) -> None:
+        """Write a whole chunk given as column arrays (numpy or Arrow)."""
+        self.flush()
+        table = pa.table({name: arrays[name] for name in self.schema.names}).cast(self.schema)
+        self._writer.write_table(table)
+        self.rows_written += table.num_rows
+
+    def flush(self) -> None:
+        n_rows = len(self._columns[self.schema.names[0]])
+        if n_rows == 0:
+            return
+        table = pa.Table.from_pydict(self._columns, schema=self.schema)
+        self._writer.write_table(table)
+        self.rows_written += n_rows
+        for column in self._columns.values():
+            column.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+
+    def __enter__(self) -> ChunkedParquetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

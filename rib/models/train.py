@@ -1,0 +1,273 @@
+"""Training RIB: every prefix target of a session in one pass, early stopping on validation.
+
+Training sequences are the training sessions cut into windows of `window` micro-behaviors
+(consecutive windows overlap by one, so every target is predicted exactly once). Inside a
+window, the prefix ending at position t predicts the SKU at t + 1 whenever t + 1 starts a new
+macro interaction; an out-of-vocabulary target is skipped. Mini-batches are gathered from
+the stored flat arrays with tensor indexing on the training device: no per-example Python.
+
+The epoch with the best validation Recall@k (MRR@k breaks ties) is kept. `RIBRecommender`
+puts training and scoring behind the contract every model shares (rib.models.base); the test
+split is evaluated by the caller, once, like every other model's.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Self
+
+import numpy as np
+import torch
+
+from rib.config import EvaluationConfig, RIBConfig, TrainConfig
+from rib.evaluation.metrics import evaluate
+from rib.features.dataset import Batch, FeatureSet, SplitData
+from rib.models.base import only_products
+from rib.models.rib import RIB
+from rib.schema import OOV
+
+
+@dataclass
+class TrainResult:
+    model: RIB  # the best epoch's weights
+    model_config: RIBConfig  # the resolved configurations the run used
+    train_config: TrainConfig
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    validation: dict = field(default_factory=dict)  # the best epoch's validation figures
+    train_seconds: float = 0.0
+    micro_behaviors_per_second: float = 0.0
+    device: str = "cpu"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def training_windows(data: SplitData, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """[start, end) of every training window: sessions cut into `window` steps, overlapping by one."""
+    offsets = np.asarray(data.session_offsets, np.int64)
+    lengths = np.diff(offsets)
+    stride = window - 1
+    n_windows = np.where(lengths >= 2, np.ceil((lengths - 1) / stride), 0).astype(np.int64)
+    session = np.repeat(np.arange(len(lengths)), n_windows)
+    k = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    starts = offsets[session] + k * stride
+    ends = np.minimum(starts + window, offsets[session + 1])
+    return starts, ends
+
+
+class WindowLoader:
+    """Holds the split's flat arrays on the device and gathers padded windows by index."""
+
+    def __init__(self, data: SplitData, window: int, device: torch.device) -> None:
+        self.device = device
+        self.window = window
+        as_tensor = lambda a: torch.as_tensor(np.asarray(a, np.int64), device=device)  # noqa: E731
+        self.sku, self.activity, self.dwell = as_tensor(data.sku), as_tensor(data.activity), as_tensor(data.dwell)
+        self.macro = as_tensor(data.macro)
+        starts, ends = training_windows(data, window)
+        self.starts, self.ends = as_tensor(starts), as_tensor(ends)
+        self.n_micro_behaviors = int((ends - starts).sum())
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def gather(self, index: torch.Tensor):
+        start, end = self.starts[index], self.ends[index]
+        # On CUDA a fixed width avoids a device-to-host sync per batch; on CPU padding costs compute.
+        width = self.window if self.device.type == "cuda" else int((end - start).max())
+        position = start[:, None] + torch.arange(width, device=self.device)[None, :]  # (B, T)
+        real = position < end[:, None]
+        position = torch.where(real, position, 0)
+        sku = torch.where(real, self.sku[position], 0)
+        activity = torch.where(real, self.activity[position], 0)
+        dwell = torch.where(real, self.dwell[position], 0)
+        macro = self.macro[position]
+        # The prefix ending at t predicts t + 1 when t + 1 is real and starts a macro interaction.
+        target_mask = torch.zeros_like(real)
+        target_mask[:, :-1] = real[:, 1:] & (macro[:, 1:] != macro[:, :-1]) & (sku[:, 1:] > OOV)
+        targets = sku[:, 1:][target_mask[:, :-1]]
+        return sku, activity, dwell, target_mask, targets, real.sum()  # the count stays on the device
+
+
+@torch.no_grad()
+def score_batch(model: RIB, batch: Batch, bf16: bool = True) -> np.ndarray:
+    """(B, V) scores of `model` for a batch of stored examples, as the contract returns them."""
+    model.eval()
+    device = next(model.parameters()).device
+    tensors = [torch.as_tensor(a, device=device) for a in (batch.sku, batch.activity, batch.dwell, batch.lengths)]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and bf16):
+        scores = model.score_all(*tensors)
+    return only_products(scores.float().cpu().numpy())
+
+
+def _better(new: dict, best: dict | None, k: int) -> bool:
+    if best is None:
+        return True
+    return (new[f"recall@{k}"], new[f"mrr@{k}"]) > (best[f"recall@{k}"], best[f"mrr@{k}"])
+
+
+def train_rib(
+    features: FeatureSet,
+    model_config: RIBConfig,
+    config: TrainConfig,
+    evaluation: EvaluationConfig,
+    pretrained: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train on `features.train`, keep the epoch with the best validation figures."""
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
+    model = RIB(model_config)
+    if pretrained:
+        model.load_pretrained({k: (torch.as_tensor(v), torch.as_tensor(m)) for k, (v, m) in pretrained.items()})
+    model.to(device)
+    optimizer = make_optimizer(model, config, device)
+    loader = WindowLoader(features.train, features.max_len, device)
+    generator = torch.Generator().manual_seed(config.seed)
+    result = TrainResult(model=model, model_config=model_config, train_config=config, device=str(device))
+    best_state, best_validation, stale = None, None, 0
+    total_micro, total_seconds = 0, 0.0
+    k = evaluation.k
+    for epoch in range(1, config.epochs + 1):
+        epoch_loss, epoch_micro, seconds = train_epoch(model, loader, optimizer, config, generator, f"epoch {epoch}")
+        total_micro += epoch_micro
+        total_seconds += seconds
+        figures = evaluate(
+            lambda batch: score_batch(model, batch, config.bf16), features.validation, evaluation, features.n_items
+        )
+        record = {
+            "epoch": epoch,
+            "train_loss": epoch_loss,
+            "epoch_seconds": round(seconds, 3),
+            "micro_behaviors_per_second": round(epoch_micro / seconds, 1),
+            **{f"validation_{key}": value for key, value in figures.items()},
+        }
+        result.history.append(record)
+        log(
+            f"epoch {epoch}: loss {record['train_loss']:.4f}, {seconds:.1f} s "
+            f"({record['micro_behaviors_per_second']:,.0f} micro-behaviors/s), "
+            f"validation recall@{k} {figures[f'recall@{k}']:.4f} mrr@{k} {figures[f'mrr@{k}']:.4f}"
+        )
+        if _better(figures, best_validation, k):
+            best_state = copy.deepcopy(model.state_dict())
+            best_validation, result.best_epoch, stale = figures, epoch, 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                log(f"early stop: no better validation figure for {stale} epochs; best epoch {result.best_epoch}")
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    result.validation = best_validation
+    result.train_seconds = round(total_seconds, 3)
+    result.micro_behaviors_per_second = round(total_micro / max(total_seconds, 1e-9), 1)
+    return result
+
+
+def make_optimizer(model: RIB, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
+    )
+
+
+def train_epoch(
+    model: RIB,
+    loader: WindowLoader,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    generator: torch.Generator,
+    description: str = "epoch",
+    max_batches: int | None = None,
+) -> tuple[float, int, float]:
+    """One pass over the shuffled training windows: (mean loss, micro-behaviors, seconds)."""
+    device = loader.device
+    use_bf16 = device.type == "cuda" and config.bf16
+    compile_loss = config.compile_loss in (True, "true") or (config.compile_loss == "auto" and device.type == "cuda")
+    chunk = config.loss_chunk or (4096 if device.type == "cuda" else 1024)
+    model.train()
+    order = torch.randperm(len(loader), generator=generator).to(device)
+    batches = range(0, len(loader), config.batch_size)
+    if max_batches is not None:
+        batches = batches[:max_batches]
+    progress = _progress(batches, description, config.progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    total_loss, total_micro, n_batches = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    for first in progress:
+        sku, activity, dwell, target_mask, targets, n_micro = loader.gather(order[first : first + config.batch_size])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = model.loss(
+                sku,
+                activity,
+                dwell,
+                target_mask,
+                targets,
+                chunk=chunk,
+                compute_dtype=torch.bfloat16 if use_bf16 else None,
+                compile=compile_loss,
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach()
+        total_micro += n_micro
+        n_batches += 1
+        if hasattr(progress, "set_postfix") and n_batches % 20 == 0:
+            elapsed = time.perf_counter() - started
+            progress.set_postfix(loss=f"{float(loss):.3f}", mb_per_s=f"{float(total_micro) / elapsed:,.0f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return float(total_loss) / max(n_batches, 1), int(total_micro), time.perf_counter() - started
+
+
+def _progress(iterable, description: str, enabled: bool):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the training path needs only torch and numpy
+        return iterable
+    return tqdm(iterable, desc=description, unit="batch", leave=False, disable=None)
+
+
+class RIBRecommender:
+    """RIB behind the contract every model shares (rib.models.base.Recommender): `fit` trains with
+    early stopping on the validation split, `score` ranks the catalog with the kept weights."""
+
+    def __init__(
+        self,
+        model_config: RIBConfig,
+        train_config: TrainConfig,
+        evaluation: EvaluationConfig,
+        pretrained: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.name = "RIB" if model_config.attention else "RIB-Attention"
+        self.model_config, self.train_config, self.evaluation = model_config, train_config, evaluation
+        self.pretrained, self.log = pretrained, log
+        self.result: TrainResult | None = None
+
+    def fit(self, features: FeatureSet) -> Self:
+        model_config = sized_for(features, self.model_config)
+        self.result = train_rib(features, model_config, self.train_config, self.evaluation, self.pretrained, self.log)
+        self.model = self.result.model
+        return self
+
+    def score(self, batch: Batch) -> np.ndarray:
+        return score_batch(self.model, batch, self.train_config.bf16)
+
+
+def sized_for(features: FeatureSet, config: RIBConfig) -> RIBConfig:
+    """`config` with the vocabulary sizes of `features`."""
+    return dataclasses.replace(config, n_items=features.n_items, n_dwell=features.n_dwell_buckets + 1)

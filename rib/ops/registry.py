@@ -1,0 +1,137 @@
+"""Log a trained RIB as an MLflow pyfunc, register it, and move the `champion` alias only on
+improvement: a new version becomes champion when there is none, or when its test Recall@k
+beats the champion's on the same data version."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from rib.config import EvaluationConfig
+
+MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
+CHAMPION = "champion"
+DEFAULT_TOP_K = 20  # `k` of a request that names none (the signature's parameter default)
+
+
+def _signature_and_example(vocab: dict):
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
+
+    micro = Object([Property("sku", "string"), Property("activity", "long"), Property("dwell", "double")])
+    inputs = Schema([ColSpec(Array(micro), "session")])
+    outputs = Schema(
+        [ColSpec(Array("string"), "skus"), ColSpec(Array("double"), "scores"), ColSpec(Array("double"), "attention")]
+    )
+    params = ParamSchema([ParamSpec("k", "long", DEFAULT_TOP_K)])
+    known = [sku for sku in vocab["sku"][2:5]]
+    example = {"session": [{"sku": sku, "activity": 5, "dwell": 30.0} for sku in known]}
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params), [example]
+
+
+def evaluate_checkpoint_on(checkpoint_dir: str | Path, features_dir: str | Path, evaluation: EvaluationConfig) -> dict:
+    """Test Recall@k / MRR@k of a checkpoint trained on other data, on these features' test split.
+
+    SKUs are matched by their raw ids: inputs the checkpoint never saw read as out-of-vocabulary,
+    products it cannot score rank last (a miss), as for any unseen target."""
+    import numpy as np
+    import torch
+
+    from rib.evaluation.metrics import evaluate
+    from rib.features.dataset import SplitData, load_vocab
+    from rib.models.checkpoint import load_checkpoint
+    from rib.schema import OOV
+
+    checkpoint = load_checkpoint(checkpoint_dir)
+    model, theirs = checkpoint.model, checkpoint.vocab
+    ours = load_vocab(features_dir)["sku"]
+    their_index = {sku: i for i, sku in enumerate(theirs["sku"])}
+    to_theirs = np.array([their_index.get(sku, OOV) if i > OOV else i for i, sku in enumerate(ours)])
+    our_index = {sku: i for i, sku in enumerate(ours)}
+    from_theirs = np.array([our_index.get(sku, -1) if i > OOV else -1 for i, sku in enumerate(theirs["sku"])])
+    scorable = from_theirs >= 0
+    their_edges, our_edges = theirs["dwell_edges"], load_vocab(features_dir)["dwell_edges"]
+    if their_edges != our_edges:  # dwell buckets are re-cut on new data: map through bucket midpoints
+        mids = np.array(
+            [0.0] + [(a + b) / 2 for a, b in zip([0.0, *our_edges], [*our_edges, our_edges[-1] * 2], strict=True)]
+        )
+        to_their_bucket = np.array([0] + [1 + int((m > np.array(their_edges)).sum()) for m in mids[1:]])
+    else:
+        to_their_bucket = np.arange(len(our_edges) + 2)
+
+    @torch.no_grad()
+    def score(batch):
+        inputs = [torch.as_tensor(a) for a in (to_theirs[batch.sku], batch.activity, to_their_bucket[batch.dwell])]
+        their_scores = model.score_all(*inputs, torch.as_tensor(batch.lengths)).float().numpy()
+        scores = np.full((len(batch.lengths), len(ours)), -np.inf)
+        scores[:, from_theirs[scorable]] = their_scores[:, scorable]
+        return scores
+
+    return evaluate(score, SplitData.load(features_dir, "test"), evaluation, n_items=len(ours))
+
+
+def register_model(
+    checkpoint_dir: str | Path,
+    tracking,  # rib.tracking.TrackingConfig
+    model_name: str,
+    data_version: str,
+    metric: str,
+    value: float,
+    features_dir: str | Path,
+    evaluation: EvaluationConfig,
+    run_name: str = "register",
+) -> dict:
+    """Log the checkpoint as a pyfunc version of `model_name`; move `champion` if it is better
+    on this data version (a champion from other data is first evaluated on this test split)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+    from mlflow import MlflowClient
+
+    from rib.ops.tracking import tracked_run
+
+    vocab = json.loads((Path(checkpoint_dir) / "vocab.json").read_text())
+    signature, example = _signature_and_example(vocab)
+    metric_key = "test_" + metric.replace("@", "_at_")  # MLflow names allow no "@"
+    with tracked_run(tracking, run_name, {"data_version": data_version}) as run:
+        mlflow.log_metric(metric_key, value)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts={"checkpoint": str(checkpoint_dir)},
+            code_paths=[str(Path(__file__).resolve().parents[1])],  # the rib package travels with the model
+            signature=signature,
+            input_example=example,
+            pip_requirements=["mlflow", "torch", "numpy", "pandas", "pyarrow"],
+        )
+    client = MlflowClient(tracking_uri=tracking.tracking_uri)
+    tags = {"data_version": data_version, metric_key: str(value)}
+    version = mlflow.register_model(info.model_uri, model_name, tags=tags)
+    champion = _champion(client, model_name)
+    decision = {"model": model_name, "version": int(version.version), "run_id": run.info.run_id, metric: value}
+    if champion is None:
+        promote, reason = True, "no champion yet"
+    else:
+        if champion.tags.get("data_version") == data_version:
+            previous = float(champion.tags.get(metric_key, "-inf"))
+        else:  # evaluate the champion on this data version's test split
+            champion_dir = mlflow.artifacts.download_artifacts(f"models:/{model_name}@{CHAMPION}")
+            champion_checkpoint = next(Path(champion_dir).rglob("weights.npz")).parent
+            figures = evaluate_checkpoint_on(champion_checkpoint, features_dir, evaluation)
+            previous = figures[metric]
+            decision["champion_data_version"] = champion.tags.get("data_version")
+        decision[f"champion_{metric}"] = previous
+        decision["champion_version"] = int(champion.version)
+        promote = value > previous
+        reason = f"{value:.4f} {'>' if promote else '<='} champion's {previous:.4f} on data {data_version[:8]}"
+    if promote:
+        client.set_registered_model_alias(model_name, CHAMPION, version.version)
+    decision.update(promoted=promote, reason=reason)
+    return decision
+
+
+def _champion(client, model_name: str):
+    try:
+        return client.get_model_version_by_alias(model_name, CHAMPION)
+    except Exception:  # MlflowException when the alias does not exist yet
+        return None

@@ -1,0 +1,77 @@
+"""MLflow tracking on a SQLite store inside the project (never the deprecated ./mlruns file store).
+
+Each training run logs its parameters, the data version (md5 of the raw input files, as DVC
+computes it, from the ingest report), per-epoch validation metrics, test metrics, its training
+curve and its checkpoint files; the comparison run logs the table. Telemetry is off
+(MLFLOW_DISABLE_TELEMETRY).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class TrackingConfig:
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_root: str = "mlartifacts"
+    experiment: str = "rib"
+
+
+@contextmanager
+def tracked_run(config: TrackingConfig, run_name: str, tags: dict[str, str] | None = None) -> Iterator[object]:
+    """Start an MLflow run in `config.experiment` (created with its artifacts under artifact_root)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(config.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(config.experiment)
+    if experiment is None:
+        artifact_location = Path(config.artifact_root).resolve().as_uri()
+        experiment_id = mlflow.create_experiment(config.experiment, artifact_location=artifact_location)
+    else:
+        experiment_id = experiment.experiment_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags or {}) as run:
+        yield run
+
+
+def log_files(config: TrackingConfig, run_name: str, data_version: str, files: list[str | Path]) -> None:
+    """A run that holds files (the comparison table, the report), tagged with the data version."""
+    import mlflow
+
+    with tracked_run(config, run_name, {"data_version": data_version}):
+        for path in files:
+            mlflow.log_artifact(str(path))
+
+
+def log_training(record: dict, data_version: str, checkpoint_dir: str | Path | None = None) -> None:
+    """Log one finished training record (its resolved configurations, history, validation and test
+    figures, training curve) to the active run."""
+    import mlflow
+
+    params = {f"model.{k}": v for k, v in record["model_config"].items()}
+    params |= {f"train.{k}": v for k, v in record["train_config"].items()}
+    mlflow.log_params({k: v for k, v in params.items() if v is not None} | {"data_version": data_version})
+    for epoch in record["history"]:
+        step = epoch["epoch"]
+        mlflow.log_metrics(
+            {k.replace("@", "_at_"): float(v) for k, v in epoch.items() if k != "epoch" and isinstance(v, int | float)},
+            step=step,
+        )
+    mlflow.log_metrics(
+        {f"test_{k.replace('@', '_at_')}": float(v) for k, v in record["test"].items()}
+        | {"best_epoch": record["best_epoch"], "micro_behaviors_per_second": record["micro_behaviors_per_second"]}
+    )
+    from rib.insight.plots import training_curve
+
+    k = next(int(key.split("@")[1]) for key in record["test"] if key.startswith("recall@"))
+    mlflow.log_figure(training_curve(record["history"], k), "plots/training_curve.png")
+    if checkpoint_dir is not None:
+        for name in ("config.json", "metrics.json"):
+            path = Path(checkpoint_dir) / name
+            if path.exists():
+                mlflow.log_artifact(str(path), artifact_path="checkpoint")

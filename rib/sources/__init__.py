@@ -1,1 +1,0 @@
-"""Sources: each turns one kind of raw log into the canonical micro-behavior table."""
