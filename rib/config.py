@@ -144,7 +144,7 @@ class TrainConfig:
     batch_size: int = 256  # windows of max_len micro-behaviors; 2048 suits a GPU and a large catalog
     learning_rate: float = 2e-3
     weight_decay: float = 0.01  # on weight matrices only: never on biases or embedding tables
-    grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     patience: int = 3  # epochs without a better validation figure before stopping
     seed: int = 0
     device: str = "auto"  # auto: cuda when available, else cpu

@@ -185,7 +185,8 @@ def run_training(
         "exclude_last_sku": params.evaluation.exclude_last_sku,
     }
     with staged_folder(paths.model(model, variant)) as staging:
-        save_checkpoint(result.model, staging, features.vocab, extra)
+        training_state = {"epoch": result.best_epoch, "optimizer": result.optimizer_state}
+        save_checkpoint(result.model, staging, features.vocab, extra, training_state)
         (staging / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
         (staging / "history.json").write_text(json.dumps(record["history"], indent=2) + "\n")  # DVC plots
     return record

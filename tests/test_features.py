@@ -151,3 +151,16 @@ def test_synthetic_label_travels_into_the_summary(tmp_path):
     generate(SyntheticConfig(n_sessions=50, n_skus=50), src)
     build_features(src, tmp_path / "f")
     assert json.loads((tmp_path / "f" / "summary.json").read_text())["synthetic"] is True
+
+
+def test_paths_with_quotes_reach_duckdb_as_parameters(tmp_path):
+    from helpers import ingest
+
+    folder = tmp_path / "shop's logs"
+    folder.mkdir()
+    sessions = {f"s{i}": [("A", 5, 1), ("B", 5, 2), ("C", 9, 3)] for i in range(50)}
+    src = write_canonical(folder / "it's.parquet", sessions)
+    report = ingest("canonical", [src], folder / "ingest's")
+    assert report.read == report.kept == 150
+    summary = build_features(folder / "ingest's" / "micro_behaviors.parquet", folder / "feat'ures", ALL_TRAIN)
+    assert summary["splits"]["train"]["sessions"] == 50

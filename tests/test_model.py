@@ -94,7 +94,7 @@ def test_attention_sums_to_one_over_real_positions_and_is_zero_on_padding():
         sku[row, n:] = 0
         activity[row, n:] = 0
         dwell[row, n:] = 0
-    weights = model.attention_weights(sku, activity, dwell, lengths)
+    _, weights = model.score_and_attention(sku, activity, dwell, lengths)
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(4))
     for row, n in enumerate(lengths.tolist()):
         assert torch.all(weights[row, n:] == 0) and torch.all(weights[row, :n] > 0)
@@ -122,3 +122,28 @@ def test_chunked_softmax_cross_entropy_matches_pytorch(store_limit_bytes):
     mine = torch.autograd.grad((chunked * row_weight).sum(), (x, weight, bias))
     for ours, theirs in zip(mine, grads, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_of_an_early_prefix_stays_finite_when_later_logits_are_huge():
+    model = RIB(RIBConfig(n_items=40, repeat=True)).eval()
+    sku, activity, dwell = random_inputs(B=2, T=6)
+    logits = torch.tensor([[-900.0, -800.0, 0.0, 400.0, 800.0, 900.0]] * 2)
+    model.attention_logits = lambda h: logits  # a shared shift by 900 would underflow the first prefixes to 0/0
+    with torch.no_grad():
+        _, alpha = model(sku, activity, dwell)
+        scores = model.score_all(sku, activity, dwell, torch.tensor([1, 2]))
+    assert torch.isfinite(alpha).all() and torch.isfinite(scores[:, 2:]).all()
+    torch.testing.assert_close(alpha.sum(dim=-1), torch.ones(2, 6))
+    assert alpha[0, 0, 0] == 1 and alpha[0, 1, 1] == 1  # prefix 1: -800 dominates -900
+
+
+def test_the_loss_and_the_scorer_give_the_same_log_probability():
+    model = RIB(RIBConfig(n_items=40, repeat=True)).eval()
+    sku, activity, dwell = random_inputs(B=3, T=7)
+    sku[:, 5] = sku[:, 2]  # the next product at position 5 was seen earlier: both halves of the mixture count
+    mask = torch.zeros_like(sku, dtype=torch.bool)
+    mask[:, 4] = True  # the prefix 0..4 predicts position 5
+    with torch.no_grad():
+        loss = model.loss(sku, activity, dwell, mask, sku[:, 5])
+        scores = model.score_all(sku[:, :5], activity[:, :5], dwell[:, :5], torch.full((3,), 5))
+    torch.testing.assert_close(loss, -scores[torch.arange(3), sku[:, 5]].mean(), rtol=1e-5, atol=1e-5)

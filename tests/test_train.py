@@ -119,3 +119,63 @@ def test_word2vec_and_bpr_baselines(deterministic_features, tmp_path):
     assert scores.shape == (4, n_items) and np.isfinite(scores[:, 2:]).all()
     again = BPRMF(BPRConfig(factors=8, iterations=20, seed=1)).fit(features).score(batch)
     np.testing.assert_allclose(scores, again)
+
+
+def test_no_weight_decay_on_biases_and_embedding_tables():
+    from rib.models.rib import RIB
+    from rib.models.train import make_optimizer
+
+    model = RIB(RIBConfig(n_items=40))
+    groups = make_optimizer(model, TrainConfig(weight_decay=0.1), torch.device("cpu")).param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {name for name, p in model.named_parameters() if id(p) in decayed}
+    assert names == {
+        "rnn.weight_ih_l0",
+        "rnn.weight_hh_l0",
+        "attention_m.weight",
+        "attention_a.weight",
+        "repeat_gate.weight",
+        "output.weight",
+    }
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_gradients_are_clipped_to_the_configured_norm(deterministic_features):
+    from rib.models.rib import RIB
+    from rib.models.train import WindowLoader, make_optimizer, train_epoch
+
+    model = RIB(sized_for(deterministic_features, RIBConfig(hidden=16)))
+    config = TrainConfig(grad_clip=1e-3, **QUIET)
+    loader = WindowLoader(deterministic_features.train, deterministic_features.max_len, torch.device("cpu"))
+    optimizer = make_optimizer(model, config, torch.device("cpu"))
+    train_epoch(model, loader, optimizer, config, torch.Generator().manual_seed(0), max_batches=1)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
+    assert norm <= 1e-3 * (1 + 1e-4)
+
+
+def test_a_non_finite_loss_stops_training_with_a_clear_error(deterministic_features):
+    from rib.models.train import NonFiniteLossError
+
+    n = deterministic_features.n_items
+    broken = {"sku": (np.full((n, 16), np.nan, np.float32), np.ones(n, bool))}  # NaN word2vec vectors
+    model_config = sized_for(deterministic_features, RIBConfig(d_sku=16, hidden=16))
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1: the training loss is nan by batch 1"):
+        train_rib(deterministic_features, model_config, TrainConfig(epochs=2, **QUIET), AT_1, broken, log=print)
+
+
+def test_a_checkpoint_carries_the_optimizer_state_and_its_epoch(deterministic_features, tmp_path):
+    from rib.models.checkpoint import load_training_state
+    from rib.models.train import make_optimizer
+
+    config = TrainConfig(epochs=2, batch_size=64, **QUIET)
+    result = train_rib(deterministic_features, sized_for(deterministic_features, RIBConfig(hidden=16)), config, AT_1)
+    state = {"epoch": result.best_epoch, "optimizer": result.optimizer_state}
+    save_checkpoint(
+        result.model, tmp_path / "c", deterministic_features.vocab, {"max_len": 50, "exclude_last_sku": True}, state
+    )
+    loaded = load_training_state(tmp_path / "c")
+    assert loaded["epoch"] == result.best_epoch >= 1
+    optimizer = make_optimizer(result.model, config, torch.device("cpu"))
+    optimizer.load_state_dict(loaded["optimizer"])  # continues where the kept epoch left off
+    first = next(iter(optimizer.state.values()))
+    assert int(first["step"]) == int(next(iter(result.optimizer_state["state"].values()))["step"]) > 0

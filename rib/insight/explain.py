@@ -23,10 +23,11 @@ def explain(models: dict[str, object], sku: np.ndarray, activity: np.ndarray, dw
     result = {}
     for variant, model in models.items():
         model.eval()
-        scores = model.score_all(*tensors, lengths).float().numpy().astype(np.float64)
+        scores, attention = model.score_and_attention(*tensors, lengths)
+        scores = scores.numpy().astype(np.float64)
         scores[0, int(sku[-1])] = -np.inf  # the evaluation protocol: the last SKU is never next
         rank = target_ranks(scores, np.array([target]))[0]
-        weights = model.attention_weights(*tensors, lengths)[0].tolist()
+        weights = attention[0].tolist()
         result[variant] = {"attention": weights, "rank": None if np.isinf(rank) else int(rank)}
     return result
 

@@ -1,5 +1,9 @@
-"""Checkpoints (a state_dict as .npz plus JSON config and vocabularies: nothing pickled) and
-`recommend`, which ranks every product for the next product of raw micro-behavior sessions."""
+"""Checkpoints and `recommend`, which ranks every product for the next product of raw
+micro-behavior sessions.
+
+A checkpoint is a folder: weights.npz (the state_dict as arrays), config.json and vocab.json
+(nothing pickled; what serving needs), and training_state.pt (the optimizer state and the epoch
+the weights come from, to continue training; read with torch.load(weights_only=True))."""
 
 from __future__ import annotations
 
@@ -13,26 +17,36 @@ import numpy as np
 import torch
 
 from rib.config import RIBConfig
-from rib.io import staged_folder
 from rib.models.rib import RIB
 from rib.schema import OOV
 
-WEIGHTS, CONFIG, VOCAB = "weights.npz", "config.json", "vocab.json"
+WEIGHTS, CONFIG, VOCAB, TRAINING_STATE = "weights.npz", "config.json", "vocab.json", "training_state.pt"
+SERVING_FILES = (WEIGHTS, CONFIG, VOCAB)
 
 
-def save_checkpoint(model: RIB, folder: str | Path, vocab: dict, extra: dict) -> Path:
-    """Write weights.npz, config.json and vocab.json to `folder` (replaced atomically).
-    `extra` must say how inputs are read: `max_len` and `exclude_last_sku`."""
+def save_checkpoint(
+    model: RIB, folder: str | Path, vocab: dict, extra: dict, training_state: dict | None = None
+) -> Path:
+    """Write a checkpoint into `folder`. `extra` must say how inputs are read (`max_len`,
+    `exclude_last_sku`); `training_state` ({"epoch", "optimizer"}) goes to training_state.pt."""
     missing = {"max_len", "exclude_last_sku"} - set(extra)
     if missing:
         raise ValueError(f"a checkpoint needs {sorted(missing)} to read inputs as in training")
-    with staged_folder(folder) as staging:
-        state = {name: tensor.detach().float().cpu().numpy() for name, tensor in model.state_dict().items()}
-        np.savez(staging / WEIGHTS, **state)
-        config = {"model": dataclasses.asdict(model.config), **extra}
-        (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (staging / VOCAB).write_text(json.dumps(vocab) + "\n")
-    return Path(folder)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().float().cpu().numpy() for name, tensor in model.state_dict().items()}
+    np.savez(folder / WEIGHTS, **state)
+    config = {"model": dataclasses.asdict(model.config), **extra}
+    (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    (folder / VOCAB).write_text(json.dumps(vocab) + "\n")
+    if training_state is not None:
+        torch.save(training_state, folder / TRAINING_STATE)
+    return folder
+
+
+def load_training_state(folder: str | Path) -> dict:
+    """{"epoch", "optimizer"} of a checkpoint (tensors and plain types only: no pickled code)."""
+    return torch.load(Path(folder) / TRAINING_STATE, weights_only=True)
 
 
 @dataclass
@@ -105,12 +119,11 @@ def recommend(
     sku, activity, dwell = (torch.as_tensor(a, device=device) for a in arrays)
     lengths = torch.as_tensor([len(e[0]) for e in encoded], device=device)
     model.eval()
-    scores = model.score_all(sku, activity, dwell, lengths).float()  # (B, V)
+    scores, attention = model.score_and_attention(sku, activity, dwell, lengths)  # (B, V), (B, T)
     scores[:, : OOV + 1] = float("-inf")
     if checkpoint.config["exclude_last_sku"]:
         scores[torch.arange(len(lengths)), sku[torch.arange(len(lengths)), lengths - 1]] = float("-inf")
     top = torch.topk(scores, min(k, scores.shape[1] - OOV - 1), dim=1)
-    attention = model.attention_weights(sku, activity, dwell, lengths)  # (B, T)
     results = []
     for row, (sku_ids, _, _, unknown) in enumerate(encoded):
         results.append(

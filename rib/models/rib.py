@@ -21,7 +21,8 @@ session gets exactly the vector it would get from its own truncated prefix. Padd
 the real positions, so it never enters a prefix. The ablation RIB-Attention (`attention=False`)
 feeds h_t itself to the output layer.
 
-The network's own interface is in tensors: `forward` (pooled prefixes), `loss`, `score_all`;
+The network's own interface is in tensors: `forward` (pooled prefixes and attention), `loss`,
+`score_and_attention` (one pass for the scores and the attention over each input), `score_all`;
 rib.models.train.RIBRecommender puts it behind the contract every model shares (rib.models.base).
 """
 
@@ -34,6 +35,15 @@ from torch.nn import functional as F
 from rib.config import RIBConfig
 from rib.models.loss import linear_cross_entropy
 from rib.schema import VARIANTS
+
+
+def mixture_log_prob(gate: Tensor, repeat_prob: Tensor, explore_log_prob: Tensor) -> Tensor:
+    """log(λ p_repeat + (1 - λ) p_explore), λ = σ(gate), in log space; the loss and the scorer use it.
+
+    A product outside the session has p_repeat = 0: its log is -inf without a NaN gradient."""
+    seen = repeat_prob > 0
+    log_repeat = torch.where(seen, torch.log(torch.where(seen, repeat_prob, 1.0)), float("-inf"))
+    return torch.logaddexp(F.logsigmoid(gate) + log_repeat, F.logsigmoid(-gate) + explore_log_prob)
 
 
 def check_config(config: RIBConfig) -> None:
@@ -90,23 +100,22 @@ class RIB(nn.Module):
     def attention_logits(self, h: Tensor) -> Tensor:
         return self.attention_a(torch.tanh(self.attention_m(h))).squeeze(-1).float()  # (B, T)
 
-    def forward(self, sku: Tensor, activity: Tensor, dwell: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, sku: Tensor, activity: Tensor, dwell: Tensor) -> tuple[Tensor, Tensor]:
         """Every prefix at once: position t summarises micro-behaviors 0..t.
 
-        Returns the pooled vectors o (B, T, H) and, with attention, the causal attention
-        weights (B, T, T): row t holds α over positions u <= t (0 for u > t).
+        Returns the pooled vectors o (B, T, H) and the attention weights α (B, T, T): row t is a
+        masked softmax over positions u <= t (0 for u > t), so every prefix's weights are computed
+        on their own scale (no shared shift that could underflow). Without attention (the
+        ablation), o is the last hidden state of each prefix and row t of α is one-hot on t.
         """
         h, _ = self.rnn(self.embed(sku, activity, dwell))  # (B, T, H)
-        if not self.config.attention:
-            return self.dropout(h), None
-        e = self.attention_logits(h)  # (B, T)
-        # Causal softmax: one shift for the whole row cancels in every prefix's ratio.
-        w = torch.exp(e - e.max(dim=1, keepdim=True).values)  # (B, T)
-        total = torch.cumsum(w, dim=1)  # (B, T)
-        pooled = torch.cumsum(w.unsqueeze(-1) * h.float(), dim=1) / total.unsqueeze(-1)  # (B, T, H)
         T = sku.shape[1]
-        causal = torch.ones(T, T, device=sku.device).tril()  # (T, T): prefix t sees u <= t
-        alpha = w[:, None, :] * causal / total[:, :, None]  # (B, T, T)
+        causal = torch.ones(T, T, dtype=torch.bool, device=sku.device).tril()  # (T, T): prefix t sees u <= t
+        if not self.config.attention:
+            return self.dropout(h), torch.eye(T, device=sku.device).expand(sku.shape[0], T, T)
+        e = self.attention_logits(h)  # (B, T)
+        alpha = torch.softmax(e[:, None, :].masked_fill(~causal, float("-inf")), dim=-1)  # (B, T, T)
+        pooled = alpha @ h.float()  # (B, T, H)
         return self.dropout(pooled.to(h.dtype)), alpha
 
     def loss(
@@ -132,36 +141,28 @@ class RIB(nn.Module):
         inputs = sku[index // sku.shape[1]]  # (N, T): the row each target's prefix comes from
         p_repeat = (alpha.flatten(0, 1)[index] * (inputs == targets[:, None])).sum(dim=1)  # (N,)
         gate = self.repeat_gate(o).float().squeeze(1)  # (N,)
-        log_p = torch.logaddexp(
-            F.logsigmoid(gate) + torch.log(p_repeat.clamp_min(1e-12)),
-            F.logsigmoid(-gate) - nll,
-        )
-        return -log_p.mean()
+        return -mixture_log_prob(gate, p_repeat, -nll).mean()
 
-    def score_all(self, sku: Tensor, activity: Tensor, dwell: Tensor, lengths: Tensor) -> Tensor:
-        """Scores of every product for the next macro interaction after each whole input. (B, V)
-        Logits; with `repeat`, log-probabilities of the mixture."""
+    def score_and_attention(
+        self, sku: Tensor, activity: Tensor, dwell: Tensor, lengths: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One forward pass: the scores of every product for the next macro interaction after each
+        whole input (B, V), logits or, with `repeat`, the mixture's log-probabilities; and the
+        attention over the input (B, T), summing to 1 over real positions, 0 on padding."""
         pooled, alpha = self.forward(sku, activity, dwell)
         rows, last = torch.arange(len(lengths), device=sku.device), lengths - 1
+        attention = alpha[rows, last]  # (B, T)
         o = pooled[rows, last]  # (B, H)
         x, weight, bias = self.output_layer(o)
         logits = (x @ weight.t() + bias).float()  # (B, V)
         if not self.config.repeat:
-            return logits
-        repeat = torch.sigmoid(self.repeat_gate(o).float())  # (B, 1)
-        probs = (1 - repeat) * torch.softmax(logits, dim=1)
-        probs = probs.scatter_add(1, sku, repeat * alpha[rows, last])  # padding adds 0 (α = 0 there)
-        return torch.log(probs)
+            return logits, attention
+        repeat_prob = torch.zeros_like(logits).scatter_add(1, sku, attention)  # (B, V); padding adds 0
+        gate = self.repeat_gate(o).float()  # (B, 1)
+        return mixture_log_prob(gate, repeat_prob, torch.log_softmax(logits, dim=1)), attention
 
-    def attention_weights(self, sku: Tensor, activity: Tensor, dwell: Tensor, lengths: Tensor) -> Tensor:
-        """α of the whole input: sums to 1 over real positions, 0 on padding. (B, T)"""
-        h, _ = self.rnn(self.embed(sku, activity, dwell))  # (B, T, H)
-        T = sku.shape[1]
-        real = torch.arange(T, device=sku.device)[None, :] < lengths[:, None]
-        if not self.config.attention:  # the ablation reads only the last state
-            return (torch.arange(T, device=sku.device)[None, :] == (lengths - 1)[:, None]).float()
-        e = self.attention_logits(h).masked_fill(~real, float("-inf"))
-        return torch.softmax(e, dim=1)
+    def score_all(self, sku: Tensor, activity: Tensor, dwell: Tensor, lengths: Tensor) -> Tensor:
+        return self.score_and_attention(sku, activity, dwell, lengths)[0]
 
     def load_pretrained(self, vectors: dict[str, tuple[Tensor, Tensor]]) -> None:
         """Copy word2vec vectors into the embedding tables (eq. 3's initial weights).

@@ -39,6 +39,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     validation: dict = field(default_factory=dict)  # the best epoch's validation figures
+    optimizer_state: dict = field(default_factory=dict)  # the optimizer as it was after the best epoch
     train_seconds: float = 0.0
     micro_behaviors_per_second: float = 0.0
     device: str = "cpu"
@@ -135,7 +136,7 @@ def train_rib(
     loader = WindowLoader(features.train, features.max_len, device)
     generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(model=model, model_config=model_config, train_config=config, device=str(device))
-    best_state, best_validation, stale = None, None, 0
+    best_state, best_optimizer, best_validation, stale = None, None, None, 0
     total_micro, total_seconds = 0, 0.0
     k = evaluation.k
     for epoch in range(1, config.epochs + 1):
@@ -159,7 +160,7 @@ def train_rib(
             f"validation recall@{k} {figures[f'recall@{k}']:.4f} mrr@{k} {figures[f'mrr@{k}']:.4f}"
         )
         if _better(figures, best_validation, k):
-            best_state = copy.deepcopy(model.state_dict())
+            best_state, best_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
             best_validation, result.best_epoch, stale = figures, epoch, 0
         else:
             stale += 1
@@ -168,16 +169,23 @@ def train_rib(
                 break
     model.load_state_dict(best_state)
     model.eval()
-    result.validation = best_validation
+    result.validation, result.optimizer_state = best_validation, best_optimizer
     result.train_seconds = round(total_seconds, 3)
     result.micro_behaviors_per_second = round(total_micro / max(total_seconds, 1e-9), 1)
     return result
 
 
 def make_optimizer(model: RIB, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
-    )
+    """AdamW with weight decay on the weight matrices only: never on biases or embedding tables."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    decay = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in embeddings]
+    no_decay = [p for p in model.parameters() if p.dim() < 2 or id(p) in embeddings]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite: training stops rather than keep broken weights."""
 
 
 def train_epoch(
@@ -219,16 +227,30 @@ def train_epoch(
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         total_loss += loss.detach()
         total_micro += n_micro
         n_batches += 1
+        # A check reads the loss on the host: every batch on the CPU, every 20th on a GPU (a sync).
+        if device.type == "cpu" or n_batches % 20 == 0:
+            _check_finite(total_loss, description, n_batches)
         if hasattr(progress, "set_postfix") and n_batches % 20 == 0:
             elapsed = time.perf_counter() - started
             progress.set_postfix(loss=f"{float(loss):.3f}", mb_per_s=f"{float(total_micro) / elapsed:,.0f}")
     if device.type == "cuda":
         torch.cuda.synchronize()
+    _check_finite(total_loss, description, n_batches)
     return float(total_loss) / max(n_batches, 1), int(total_micro), time.perf_counter() - started
+
+
+def _check_finite(total_loss: torch.Tensor, description: str, n_batches: int) -> None:
+    if not torch.isfinite(total_loss):
+        raise NonFiniteLossError(
+            f"{description}: the training loss is {float(total_loss)} by batch {n_batches}; "
+            "lower train.learning_rate, keep train.grad_clip on, or check the inputs"
+        )
 
 
 def _progress(iterable, description: str, enabled: bool):

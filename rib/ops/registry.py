@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from rib.config import EvaluationConfig
@@ -88,17 +90,22 @@ def register_model(
     import mlflow
     from mlflow import MlflowClient
 
+    from rib.models.checkpoint import SERVING_FILES
     from rib.ops.tracking import tracked_run
 
     vocab = json.loads((Path(checkpoint_dir) / "vocab.json").read_text())
     signature, example = _signature_and_example(vocab)
     metric_key = "test_" + metric.replace("@", "_at_")  # MLflow names allow no "@"
-    with tracked_run(tracking, run_name, {"data_version": data_version}) as run:
+    with tracked_run(tracking, run_name, {"data_version": data_version}) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_metric(metric_key, value)
+        serving = Path(tmp) / "checkpoint"  # what serving reads: weights, config, vocabulary (no optimizer state)
+        serving.mkdir()
+        for name in SERVING_FILES:
+            shutil.copy2(Path(checkpoint_dir) / name, serving / name)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),
-            artifacts={"checkpoint": str(checkpoint_dir)},
+            artifacts={"checkpoint": str(serving)},
             code_paths=[str(Path(__file__).resolve().parents[1])],  # the rib package travels with the model
             signature=signature,
             input_example=example,
