@@ -128,6 +128,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
     document = steps.run_benchmark(
         dataclasses.replace(params, data=data),
         args.out,
+        folds=args.folds,
         seeds=args.seeds or experiment.seeds,
         baselines=[m for m in chosen if m not in MODELS],
         models=[m for m in chosen if m in MODELS],
@@ -203,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--format", required=True, choices=["jd", "events", "canonical"])
     benchmark.add_argument("--config", help="YAML describing an event log (with --format events)")
     benchmark.add_argument("--out", required=True)
-    benchmark.add_argument("--seeds", type=int, help="seeds per model (default: experiment.seeds)")
+    benchmark.add_argument("--folds", type=int, default=1, help="session splits, each with its own split seed")
+    benchmark.add_argument("--seeds", type=int, help="seeds per model and fold (default: experiment.seeds)")
     benchmark.add_argument("--variants", nargs="+", choices=list(VARIANTS))
     benchmark.add_argument("--models", nargs="+", help="baselines and/or RIB, RIB-Attention (default: all)")
     benchmark.add_argument("inputs", nargs="+", metavar="INPUT")

@@ -83,6 +83,9 @@ class FeatureConfig:
 class EvaluationConfig:
     ks: list[int] = field(default_factory=lambda: [20])  # the first k is the one early stopping and tables use
     exclude_last_sku: bool = True  # the next macro interaction is on another SKU by construction
+    targets: str = "all"  # all: every next product of a session | last: its last product only (the older protocol)
+    bootstrap: int = 1000  # resamples of the paired bootstrap intervals in the comparison
+    bootstrap_seed: int = 0
 
     @property
     def k(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rib.artifacts import ArtifactPaths
@@ -120,21 +121,32 @@ def make_recommender(name: str, variant: str | None, params: Params, paths: Arti
     return make_baseline(name, params.bpr, vectors)
 
 
-def evaluate_recommender(recommender, features, params: Params) -> dict:
-    """Validation and test figures of a fitted recommender (the same protocol for every model)."""
-    from rib.evaluation.metrics import evaluate
+def evaluate_recommender(recommender, features, params: Params, ranks_file: Path) -> dict:
+    """Validation and test figures of a fitted recommender (the same protocol for every model);
+    the rank of every target goes to `ranks_file` (.npz), for paired comparisons later."""
+    import numpy as np
 
-    return {
-        split: evaluate(recommender.score, features.split(split), params.evaluation, features.n_items)
+    from rib.evaluation.metrics import rank_targets, summarize
+
+    ranks = {
+        split: rank_targets(recommender.score, features.split(split), params.evaluation, features.n_items)
         for split in ("validation", "test")
+    }
+    ranks_file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(ranks_file, **{split: r.astype(np.float32) for split, r in ranks.items()})
+    return {
+        split: summarize(r, params.evaluation.ks) | {"targets": params.evaluation.targets} for split, r in ranks.items()
     }
 
 
+def baseline_ranks_file(paths: ArtifactPaths, name: str) -> Path:
+    return paths.baselines / "ranks" / f"{name.replace(' ', '_')}.npz"
+
+
 def run_baselines(params: Params, paths: ArtifactPaths, names: list[str] | None = None) -> dict:
-    """Fit and evaluate every baseline; records.json plus the baselines' own comparison table."""
+    """Fit and evaluate every baseline; records.json, each one's ranks, and the baselines' comparison."""
     import time
 
-    from rib.evaluation.comparison import write_comparison
     from rib.features.dataset import FeatureSet
 
     features = FeatureSet.load(paths.features)
@@ -144,10 +156,10 @@ def run_baselines(params: Params, paths: ArtifactPaths, names: list[str] | None 
         recommender = make_recommender(name, None, params, paths).fit(features)
         record = {"model": name, "variant": None, "seed": params.bpr.seed if name == "BPR-MF" else None}
         record["fit_seconds"] = round(time.perf_counter() - started, 3)
-        records.append(record | evaluate_recommender(recommender, features, params))
+        records.append(record | evaluate_recommender(recommender, features, params, baseline_ranks_file(paths, name)))
     paths.baselines.mkdir(parents=True, exist_ok=True)
     (paths.baselines / "records.json").write_text(json.dumps(records, indent=2) + "\n")
-    return write_comparison(_comparison(records, params, features), paths.baselines)
+    return _write_comparison(params, paths.baselines, features, [Run(paths)], [r["model"] for r in records], [])
 
 
 def run_training(
@@ -165,12 +177,14 @@ def run_training(
     features = FeatureSet.load(paths.features)
     recommender = make_recommender(model, variant, params, paths, log).fit(features)
     result = recommender.result
+    folder = paths.model(model, variant)
+    ranks = folder.parent / f".{folder.name}-ranks.npz"  # moved into the checkpoint folder with it
     record = {
         "model": model,
         "variant": variant,
         "seed": params.train.seed,
         "best_epoch": result.best_epoch,
-        **evaluate_recommender(recommender, features, params),
+        **evaluate_recommender(recommender, features, params, ranks),
         "history": result.history,
         "train_seconds": result.train_seconds,
         "micro_behaviors_per_second": result.micro_behaviors_per_second,
@@ -184,9 +198,10 @@ def run_training(
         "max_len": features.max_len,
         "exclude_last_sku": params.evaluation.exclude_last_sku,
     }
-    with staged_folder(paths.model(model, variant)) as staging:
+    with staged_folder(folder) as staging:
         training_state = {"epoch": result.best_epoch, "optimizer": result.optimizer_state}
         save_checkpoint(result.model, staging, features.vocab, extra, training_state)
+        ranks.replace(staging / RANKS_FILE)
         (staging / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
         (staging / "history.json").write_text(json.dumps(record["history"], indent=2) + "\n")  # DVC plots
     return record
@@ -196,26 +211,57 @@ def run_training(
 # Evaluation and registration
 
 
-def _comparison(records: list[dict], params: Params, features) -> dict:
-    from rib.evaluation.comparison import aggregate
-
-    data = ", ".join(params.data.inputs)
-    return aggregate(records, synthetic=features.synthetic, data=data, k=params.evaluation.k)
+RANKS_FILE = "ranks.npz"  # in a trained model's folder: the rank of every validation and test target
 
 
-def run_comparison(params: Params, paths: ArtifactPaths, runs: list[ArtifactPaths] | None = None) -> dict:
-    """The comparison table from the baselines' and every trained model's records (over `runs`,
-    one artifact root per seed in `rib benchmark`)."""
-    from rib.evaluation.comparison import write_comparison
+@dataclass(frozen=True)
+class Run:
+    """One repetition of an experiment: its artifact folders, its fold (session split) and seed."""
+
+    paths: ArtifactPaths
+    fold: int = 0
+    seed: int = 0
+
+
+def _evaluated(run: Run, models: list[str], variants: list[str]) -> list:
+    """The records and test ranks of the baselines and trained models a run wrote."""
+    import numpy as np
+
+    from rib.evaluation.comparison import Evaluated
+
+    found = []
+    for record in json.loads((run.paths.baselines / "records.json").read_text()):
+        if record["model"] in models:
+            ranks = np.load(baseline_ranks_file(run.paths, record["model"]))["test"]
+            found.append(Evaluated(record | {"fold": run.fold}, ranks))
+    for model in (m for m in models if m in LEARNED_MODELS):
+        for variant in variants:
+            folder = run.paths.model(model, variant)
+            record = json.loads((folder / "metrics.json").read_text())
+            found.append(Evaluated(record | {"fold": run.fold}, np.load(folder / RANKS_FILE)["test"]))
+    return found
+
+
+def _write_comparison(params: Params, out: Path, features, runs: list[Run], models: list[str], variants: list[str]):
+    from rib.evaluation.comparison import build_comparison, write_comparison
+
+    evaluated = [item for run in runs for item in _evaluated(run, models, variants)]
+    document = build_comparison(
+        evaluated, params.evaluation, synthetic=features.synthetic, data=", ".join(params.data.inputs)
+    )
+    return write_comparison(document, out)
+
+
+def run_comparison(params: Params, paths: ArtifactPaths, runs: list[Run] | None = None) -> dict:
+    """The comparison table from the baselines' and every trained model's records and ranks (over
+    `runs`: one per fold and seed in `rib benchmark`), with paired intervals; metrics.json for DVC."""
     from rib.features.dataset import FeatureSet
 
-    records = []
-    for run in runs or [paths]:
-        records += json.loads((run.baselines / "records.json").read_text())
-        for model in params.experiment.models:
-            for variant in params.experiment.variants:
-                records.append(json.loads((run.model(model, variant) / "metrics.json").read_text()))
-    document = write_comparison(_comparison(records, params, FeatureSet.load(paths.features)), paths.comparison)
+    experiment = params.experiment
+    runs = runs or [Run(paths)]
+    features = FeatureSet.load(runs[0].paths.features)
+    models = [*experiment.baselines, *experiment.models]
+    document = _write_comparison(params, paths.comparison, features, runs, models, experiment.variants)
     k = params.evaluation.k
     flat = {  # what `dvc metrics show` prints
         f"{row['model']}/{row['variant'] or 'baseline'}": {
@@ -283,14 +329,18 @@ def run_report(params: Params, paths: ArtifactPaths) -> str:
 def run_benchmark(
     params: Params,
     out: str | Path,
+    folds: int,
     seeds: int,
     baselines: list[str],
     models: list[str],
     variants: list[str],
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Ingest and features once under `out`; word2vec, baselines and every model for each seed
-    under `out/seed<N>`; the comparison over all seeds in `out/comparison`."""
+    """The same steps as the pipeline, repeated: ingest once under `out`; for each fold (a session
+    split with its own split seed) features under `out/fold<F>`; for each seed word2vec, every
+    baseline and every model under `out/fold<F>/seed<S>` (model seeds move with fold and seed);
+    the comparison over every fold and seed in `out/comparison`."""
+    out = Path(out)
     paths = ArtifactPaths.under(out)
     params = dataclasses.replace(
         params,
@@ -298,18 +348,24 @@ def run_benchmark(
         experiment=dataclasses.replace(params.experiment, baselines=baselines, models=models, variants=variants),
     )
     run_ingest(params, paths)
-    run_features(params, paths)
     runs = []
-    for seed in range(seeds):
-        seeded = with_seed(params, seed)
-        run = ArtifactPaths.under(Path(out) / f"seed{seed}").replace(ingest=paths.ingest, features=paths.features)
-        run_word2vec(seeded, run)
-        run_baselines(seeded, run, [b for b in baselines if seed == 0 or b not in DETERMINISTIC_BASELINES])
-        for model in models:
-            for variant in variants:
-                log(f"seed {seed}: training {model} on {variant}")
-                run_training(seeded, run, model, variant, log=log)
-        runs.append(run)
+    for fold in range(folds):
+        split = dataclasses.replace(params.features, split_seed=params.features.split_seed + fold)
+        fold_params = dataclasses.replace(params, features=split)
+        fold_paths = ArtifactPaths.under(out / f"fold{fold}").replace(ingest=paths.ingest)
+        run_features(fold_params, fold_paths)
+        for seed in range(seeds):
+            seeded = with_seed(fold_params, fold * seeds + seed)
+            run = ArtifactPaths.under(out / f"fold{fold}" / f"seed{seed}").replace(
+                ingest=paths.ingest, features=fold_paths.features
+            )
+            run_word2vec(seeded, run)
+            run_baselines(seeded, run, [b for b in baselines if seed == 0 or b not in DETERMINISTIC_BASELINES])
+            for model in models:
+                for variant in variants:
+                    log(f"fold {fold}, seed {seed}: training {model} on {variant}")
+                    run_training(seeded, run, model, variant, log=log)
+            runs.append(Run(run, fold, seed))
     return run_comparison(params, paths, runs)
 
 

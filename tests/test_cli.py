@@ -34,3 +34,28 @@ def test_generate_writes_synthetic_default_data(tmp_path, capsys):
     out = tmp_path / "d" / "mb.parquet"
     assert main(["generate", "--out", str(out), "--n-sessions", "20"]) == 0
     assert json.loads(capsys.readouterr().out)["sessions"] == 20 and out.exists()
+
+
+def test_benchmark_over_folds_with_a_trained_model(tmp_path, capsys):
+    from rib.config import SyntheticConfig
+    from rib.data.synthetic import generate
+
+    data = tmp_path / "syn.parquet"
+    generate(SyntheticConfig(n_sessions=300, n_skus=200, seed=3), data)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "experiment: {models: [RIB], variants: [sku, sku_micro]}\n"
+        "train: {epochs: 1, progress: false}\nbpr: {iterations: 5}\nevaluation: {bootstrap: 200}\n"
+    )
+    argv = ["--params", str(params), "benchmark", "--format", "canonical", "--out", str(tmp_path / "b"), str(data)]
+    assert main([*argv, "--folds", "2", "--models", "S-POP", "Item-KNN", "RIB"]) == 0
+    document = json.loads((tmp_path / "b" / "comparison" / "comparison.json").read_text())
+    assert document["folds"] == 2 and document["synthetic"] is True and document["targets"] == "all"
+    rows = {(r["model"], r["variant"]): r for r in document["results"]}
+    assert set(rows) == {("S-POP", None), ("Item-KNN", None), ("RIB", "sku"), ("RIB", "sku_micro")}
+    micro = rows[("RIB", "sku_micro")]
+    assert [f["fold"] for f in micro["per_fold"]] == [0, 1]
+    assert micro["per_fold"][0]["n"] != micro["per_fold"][1]["n"]  # two different session splits
+    assert "recall@20_vs_best_baseline" in micro and "mrr@20_vs_sku" in micro
+    assert (tmp_path / "b" / "fold1" / "seed0" / "models" / "RIB-sku" / "ranks.npz").exists()
+    assert "fold 1" in capsys.readouterr().out

@@ -49,17 +49,20 @@ def test_inputs_are_truncated_to_the_last_max_len(tmp_path):
     assert lengths.max() == 4 and lengths[:3].tolist() == [1, 2, 3]
 
 
-def test_evaluation_has_one_example_per_session_and_unseen_targets_are_oov(tmp_path):
+def test_evaluation_has_every_next_product_and_marks_each_sessions_last(tmp_path):
     sessions = {f"s{i}": [("A", 5, 1), ("B", 5, 2), (f"new{i}" if i % 2 else "A", 5, 3)] for i in range(400)}
     src = write_canonical(tmp_path / "mb.parquet", sessions)
     summary = build_features(src, tmp_path / "f")
     for split in ("validation", "test"):
         data = SplitData.load(tmp_path / "f", split)
-        assert data.n_examples == data.n_sessions > 0
-        # The input is everything before the last macro interaction.
-        assert np.all(data.example_end - data.example_start == 2)
+        # Targets B (input [A]) and the third product (input [A, B]) in every session.
+        assert data.n_examples == 2 * data.n_sessions > 0
+        assert (np.asarray(data.example_end) - np.asarray(data.example_start)).tolist() == [1, 2] * data.n_sessions
+        last = np.asarray(data.example_is_last)
+        assert last.tolist() == [False, True] * data.n_sessions  # the older protocol: one per session
         unseen = data.example_target == OOV
         assert unseen.sum() == summary["splits"][split]["oov_targets"] > 0
+        assert unseen[last].sum() == summary["splits"][split]["last_oov_targets"] == unseen.sum()  # only new{i}
     train = SplitData.load(tmp_path / "f", "train")
     assert train.n_examples == 2 * train.n_sessions
 

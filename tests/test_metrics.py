@@ -64,3 +64,25 @@ def test_evaluate_over_a_split_with_last_sku_excluded(tmp_path):
     assert with_rule["n"] == without["n"] == test.n_examples > 0
     assert with_rule["recall@1"] == 1.0 and without["recall@1"] == 0.0
     assert without["mrr@1"] == 0.0
+
+
+def test_the_protocol_ranks_every_next_product_or_only_each_sessions_last(tmp_path):
+    from rib.evaluation.metrics import evaluation_examples
+
+    sessions = {f"s{i}": [("A", 5, 1), ("B", 5, 1), ("A", 5, 1), ("C", 5, 1)] for i in range(40)}
+    build_features(write_canonical(tmp_path / "mb.parquet", sessions), tmp_path / "f", FeatureConfig(test_fraction=0.5))
+    test = SplitData.load(tmp_path / "f", "test")
+    every = evaluation_examples(test, EvaluationConfig())
+    last = evaluation_examples(test, EvaluationConfig(targets="last"))
+    assert len(every) == 3 * test.n_sessions and len(last) == test.n_sessions
+    assert (np.asarray(test.example_target)[last] == 4).all()  # C: id 4 after A=2, B=3 by frequency
+
+    def knows_the_cycle(batch):  # after A comes B, then A, then C: a perfect model of this data
+        scores = np.zeros((len(batch.lengths), 5))
+        scores[np.arange(len(batch.lengths)), np.array([3, 2, 4])[batch.lengths - 1]] = 1
+        return scores
+
+    assert evaluate(knows_the_cycle, test, EvaluationConfig(ks=[1]), 5)["recall@1"] == 1.0
+    assert evaluate(knows_the_cycle, test, EvaluationConfig(ks=[1], targets="last"), 5)["n"] == test.n_sessions
+    with pytest.raises(ValueError, match=r"evaluation\.targets must be one of"):
+        evaluation_examples(test, EvaluationConfig(targets="first"))

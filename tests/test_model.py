@@ -147,3 +147,34 @@ def test_the_loss_and_the_scorer_give_the_same_log_probability():
         loss = model.loss(sku, activity, dwell, mask, sku[:, 5])
         scores = model.score_all(sku[:, :5], activity[:, :5], dwell[:, :5], torch.full((3,), 5))
     torch.testing.assert_close(loss, -scores[torch.arange(3), sku[:, 5]].mean(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("max_len", [4, 7])
+def test_every_training_target_sees_exactly_its_evaluation_input_in_long_sessions(tmp_path, max_len):
+    """Sessions up to 5 times max_len: each training target's score in the one-pass windows equals
+    the score of its stored example (the last max_len micro-behaviors before it) run alone."""
+    rng = np.random.default_rng(2)
+    sessions = {
+        f"s{i:03d}": [(f"p{rng.integers(12)}", int(rng.integers(1, 11)), int(rng.integers(0, 200))) for _ in range(n)]
+        for i, n in enumerate(rng.integers(2, 5 * max_len, size=60))
+    }
+    config = FeatureConfig(test_fraction=0.0, validation_fraction=0.0, max_len=max_len)
+    build_features(write_canonical(tmp_path / "mb.parquet", sessions), tmp_path / "f", config)
+    train = SplitData.load(tmp_path / "f", "train")
+    model = RIB(RIBConfig(n_items=20, repeat=True)).eval()
+    loader = WindowLoader(train, window=max_len, device=torch.device("cpu"))
+    with torch.no_grad():
+        sku, activity, dwell, target_mask, targets, _ = loader.gather(torch.arange(len(loader)))
+        # Where each trained target sits in the split: the window's start plus its offset.
+        position = loader.starts[:, None] + torch.arange(sku.shape[1])[None, :]
+        trained_at = position[:, 1:][target_mask[:, :-1]]
+        order = torch.argsort(trained_at)
+        assert torch.equal(trained_at[order], torch.as_tensor(np.array(train.example_end)))  # each target once
+        assert torch.equal(targets[order], torch.as_tensor(np.array(train.example_target), dtype=torch.long))
+        pooled, _ = model(sku, activity, dwell)
+        one_pass = model.output(pooled[target_mask])[order]  # (N, V)
+        batch = train.batch(np.arange(train.n_examples))
+        assert (batch.lengths <= max_len).all() and (batch.lengths == max_len).any()  # long sessions truncate
+        as_tensors = [torch.as_tensor(a) for a in (batch.sku, batch.activity, batch.dwell, batch.lengths)]
+        alone = model.output(model(*as_tensors[:3])[0][torch.arange(train.n_examples), as_tensors[3] - 1])
+    torch.testing.assert_close(one_pass, alone, rtol=1e-5, atol=1e-5)

@@ -16,7 +16,7 @@ import pytest
 from helpers import write_canonical
 
 from rib.config import BPRConfig, EvaluationConfig, FeatureConfig, RIBConfig, TrainConfig, Word2VecConfig
-from rib.evaluation.metrics import evaluate
+from rib.evaluation.metrics import evaluate, rank_targets
 from rib.features.build import build_features
 from rib.features.dataset import FeatureSet
 from rib.models import baselines
@@ -125,14 +125,17 @@ class TestSessionPop(RecommenderContract):
         return baselines.SessionPop()
 
     def test_known_answer(self, fitted, world):
-        figures = evaluate(fitted.score, world.features.test, AT_1_2, world.features.n_items)
-        # Known answer of a rule: the target was in the input exactly when S-POP finds it first.
+        # Known answer of a rule: a target seen earlier in the input (not the excluded last product)
+        # is among the session's at most two other products, which S-POP ranks first.
         test = world.features.test
-        seen = [
-            int(test.example_target[i]) in np.asarray(test.sku[test.example_start[i] : test.example_end[i] - 1])
-            for i in range(test.n_examples)
-        ]
-        assert figures["recall@2"] == pytest.approx(np.mean(seen))
+        ranks = rank_targets(fitted.score, test, AT_1_2, world.features.n_items)
+        seen = np.array(
+            [
+                int(test.example_target[i]) in np.asarray(test.sku[test.example_start[i] : test.example_end[i] - 1])
+                for i in range(test.n_examples)
+            ]
+        )
+        assert seen.mean() > 0.3 and (ranks[seen] <= 2).all()
 
 
 class TestItemKNN(RecommenderContract):

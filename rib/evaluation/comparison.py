@@ -1,62 +1,152 @@
-"""The comparison table (the paper's Table 3) from the records of evaluated models.
+"""The comparison table (the paper's Table 3) from evaluated models, with paired confidence intervals.
 
-A record is one model (and input variant) evaluated with one seed; `aggregate` turns the
-records into one row per model and variant with the mean and standard deviation over seeds.
+An `Evaluated` is one model (and input variant) evaluated in one fold (a session split) with one
+seed: its record (validation and test figures) and the rank of every test target. A row of the
+table is one model and variant:
+
+- its figure in a fold is the mean over that fold's seeds; the row's figure is the mean over
+  folds, with the standard deviation over folds (over seeds when there is one fold);
+- its difference to a reference model on the same targets (the best baseline, chosen on
+  validation; and, for a trained model's other input variants, its SKU variant) comes with a
+  95% paired bootstrap interval: targets are resampled with replacement within each fold
+  (stratified), each fold's mean difference computed, and the folds averaged. A difference
+  whose interval excludes 0 is marked significant.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from rib.config import EvaluationConfig
 from rib.schema import VARIANT_NAMES
 
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+@dataclass
+class Evaluated:
+    record: dict  # model, variant, fold, seed, "validation" and "test" figures
+    ranks: np.ndarray  # (n,) rank of every test target of the fold, inf for an unseen one
 
 
-def aggregate(records: list[dict], *, synthetic: bool, data: str, k: int = 20) -> dict:
-    """One row per (model, variant): mean and std over seeds of test Recall@k and MRR@k."""
-    groups: dict[tuple, list[dict]] = {}
-    for record in records:
-        groups.setdefault((record["model"], record["variant"]), []).append(record)
-    rows = []
-    for (model, variant), group in groups.items():
-        recall = [r["test"][f"recall@{k}"] for r in group]
-        mrr = [r["test"][f"mrr@{k}"] for r in group]
-        row = {
-            "model": model,
-            "variant": variant,
-            "variant_name": VARIANT_NAMES.get(variant, "-") if variant else "-",
-            f"recall@{k}": _mean_std(recall)[0],
-            f"recall@{k}_std": _mean_std(recall)[1],
-            f"mrr@{k}": _mean_std(mrr)[0],
-            f"mrr@{k}_std": _mean_std(mrr)[1],
-            "n_test": group[0]["test"]["n"],
-            "oov_test_targets": group[0]["test"]["oov_targets"],
-            "seeds": len(group),
-            f"validation_recall@{k}": statistics.fmean(r["validation"][f"recall@{k}"] for r in group),
-            f"validation_mrr@{k}": statistics.fmean(r["validation"][f"mrr@{k}"] for r in group),
-            "per_seed": [
-                {"seed": r.get("seed"), f"recall@{k}": r["test"][f"recall@{k}"], f"mrr@{k}": r["test"][f"mrr@{k}"]}
-                | ({"best_epoch": r["best_epoch"]} if "best_epoch" in r else {})
-                for r in group
-            ],
-            "synthetic": synthetic,
+def per_target(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Each target's contribution to Recall@k (a hit) and MRR@k (1/rank within k)."""
+    hit = ranks <= k
+    return {f"recall@{k}": hit.astype(np.float64), f"mrr@{k}": np.where(hit, 1.0 / ranks, 0.0)}
+
+
+def build_comparison(evaluated: list[Evaluated], evaluation: EvaluationConfig, *, synthetic: bool, data: str) -> dict:
+    """One row per (model, variant) over folds and seeds, with paired intervals (module docstring)."""
+    k = evaluation.k
+    metrics = (f"recall@{k}", f"mrr@{k}")
+    groups: dict[tuple, dict[int, list[Evaluated]]] = {}
+    for item in evaluated:
+        key = (item.record["model"], item.record["variant"])
+        groups.setdefault(key, {}).setdefault(item.record.get("fold", 0), []).append(item)
+    folds = sorted({fold for by_fold in groups.values() for fold in by_fold})
+    vectors = {  # (model, variant) -> metric -> fold -> per-target values, mean over seeds
+        key: {
+            m: {f: np.mean([per_target(i.ranks, k)[m] for i in by_fold[f]], axis=0) for f in by_fold} for m in metrics
         }
-        rows.append(row)
+        for key, by_fold in groups.items()
+    }
+    rows = [_row(key, by_fold, vectors[key], k, synthetic) for key, by_fold in groups.items()]
+    resamples = _resamples(vectors, folds, evaluation)
     baselines = [r for r in rows if r["variant"] is None]
-    for metric in (f"recall@{k}", f"mrr@{k}"):
-        best = max((r[metric] for r in baselines), default=None)
+    for metric in metrics:
+        best = max(baselines, key=lambda r: r[f"validation_{metric}"], default=None)  # chosen on validation
         for row in rows:
-            if row["variant"] is not None and best:
-                row[f"{metric}_improvement_pct"] = 100.0 * (row[metric] - best) / best
-    return {"data": data, "synthetic": synthetic, "k": k, "results": rows}
+            key = (row["model"], row["variant"])
+            if row["variant"] is not None and best is not None:
+                reference = (best["model"], None)
+                row[f"{metric}_vs_best_baseline"] = _paired(vectors, key, reference, metric, resamples)
+                if best[metric] > 0:
+                    row[f"{metric}_improvement_pct"] = 100.0 * (row[metric] - best[metric]) / best[metric]
+            own_sku = (row["model"], "sku")
+            if row["variant"] not in (None, "sku") and own_sku in vectors:
+                row[f"{metric}_vs_sku"] = _paired(vectors, key, own_sku, metric, resamples)
+    return {
+        "data": data,
+        "synthetic": synthetic,
+        "k": k,
+        "targets": evaluation.targets,
+        "folds": len(folds),
+        "bootstrap": evaluation.bootstrap,
+        "results": rows,
+    }
+
+
+def _row(key: tuple, by_fold: dict[int, list[Evaluated]], vectors: dict, k: int, synthetic: bool) -> dict:
+    model, variant = key
+    per_fold = []
+    for fold, items in sorted(by_fold.items()):
+        test = items[0].record["test"]
+        per_fold.append(
+            {
+                "fold": fold,
+                "n": test["n"],
+                "oov_targets": test["oov_targets"],
+                **{m: float(np.mean(vectors[m][fold])) for m in vectors},
+                **{f"validation_{m}": statistics.fmean(i.record["validation"][m] for i in items) for m in vectors},
+                "per_seed": [
+                    {"seed": i.record.get("seed"), **{m: i.record["test"][m] for m in vectors}}
+                    | ({"best_epoch": i.record["best_epoch"]} if "best_epoch" in i.record else {})
+                    for i in items
+                ],
+            }
+        )
+    row: dict = {"model": model, "variant": variant, "variant_name": VARIANT_NAMES.get(variant, "-")}
+    for m in vectors:
+        fold_figures = [f[m] for f in per_fold]
+        seed_figures = [s[m] for f in per_fold for s in f["per_seed"]]
+        spread = fold_figures if len(per_fold) > 1 else seed_figures
+        row[m] = statistics.fmean(fold_figures)
+        row[f"{m}_std"] = statistics.stdev(spread) if len(spread) > 1 else 0.0
+        row[f"validation_{m}"] = statistics.fmean(f[f"validation_{m}"] for f in per_fold)
+    row |= {
+        "n_test": sum(f["n"] for f in per_fold),
+        "oov_test_targets": sum(f["oov_targets"] for f in per_fold),
+        "folds": len(per_fold),
+        "seeds": len(per_fold[0]["per_seed"]),
+        "std_over": "folds" if len(per_fold) > 1 else "seeds",
+        "per_fold": per_fold,
+        "synthetic": synthetic,
+    }
+    return row
+
+
+def _resamples(vectors: dict, folds: list[int], evaluation: EvaluationConfig) -> dict[int, np.ndarray]:
+    """fold -> (bootstrap, n) target indices drawn with replacement; one draw shared by every comparison."""
+    rng = np.random.default_rng(evaluation.bootstrap_seed)
+    sizes = {}
+    for by_metric in vectors.values():
+        for fold, values in next(iter(by_metric.values())).items():
+            sizes.setdefault(fold, len(values))
+    return {fold: rng.integers(0, sizes[fold], size=(evaluation.bootstrap, sizes[fold])) for fold in folds}
+
+
+def _paired(vectors: dict, key: tuple, reference: tuple, metric: str, resamples: dict[int, np.ndarray]) -> dict:
+    """Mean paired difference key - reference over folds, with its 95% stratified bootstrap interval."""
+    ours, theirs = vectors[key][metric], vectors[reference][metric]
+    folds = sorted(set(ours) & set(theirs))
+    if not folds or any(len(ours[f]) != len(theirs[f]) for f in folds):
+        raise ValueError(f"{key} and {reference} were not evaluated on the same targets")
+    differences = {f: ours[f] - theirs[f] for f in folds}
+    estimate = statistics.fmean(float(d.mean()) for d in differences.values())
+    replicates = np.mean([differences[f][resamples[f]].mean(axis=1) for f in folds], axis=0)  # (bootstrap,)
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    return {
+        "reference": reference[0] + (f" {VARIANT_NAMES[reference[1]]}" if reference[1] else ""),
+        "difference": estimate,
+        "ci95": [float(low), float(high)],
+        "significant": bool(low > 0 or high < 0),
+    }
 
 
 def write_comparison(document: dict, out_dir: str | Path) -> dict:
@@ -67,23 +157,52 @@ def write_comparison(document: dict, out_dir: str | Path) -> dict:
     return document
 
 
+def difference_text(row: dict, key: str) -> str:
+    """`+0.0123 [+0.0040, +0.0210]*`: a paired difference, its 95% interval, * when significant."""
+    if key not in row:
+        return "-"
+    d = row[key]
+    return f"{d['difference']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]{'*' if d['significant'] else ''}"
+
+
 def comparison_markdown(document: dict) -> str:
     k = document["k"]
     label = "SYNTHETIC data" if document["synthetic"] else "real data"
+    protocol = {
+        "all": "every next product of a test session is a target",
+        "last": "each test session's last product is the target",
+    }[document["targets"]]
+    rows = document["results"]
+    spread = "folds" if document["folds"] > 1 else "seeds"
+    best = {
+        m: next((r[f"{m}_vs_best_baseline"]["reference"] for r in rows if f"{m}_vs_best_baseline" in r), "-")
+        for m in (f"recall@{k}", f"mrr@{k}")
+    }
     lines = [
-        f"Test split of {document['data']} ({label}); full-catalog ranking, ties pessimistic, "
-        "unseen targets count as misses; mean ± std over seeds; improvement over the best baseline.",
+        f"Test split of {document['data']} ({label}); {protocol} (evaluation.targets: {document['targets']}); "
+        f"full-catalog ranking, ties pessimistic, unseen targets count as misses; mean ± std over {spread} "
+        f"({document['folds']} fold(s)); Δ: paired difference with its 95% bootstrap interval "
+        f"({document['bootstrap']} resamples of the targets), * where the interval excludes 0. "
+        f"Best baseline chosen on validation: {best[f'recall@{k}']} (Recall), {best[f'mrr@{k}']} (MRR).",
         "",
-        f"| model | input | Recall@{k} | MRR@{k} | vs best baseline (R / M) | n test | unseen | seeds |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| model | input | Recall@{k} | Δ vs best baseline | MRR@{k} | Δ vs best baseline "
+        f"| Δ Recall vs SKU | Δ MRR vs SKU | n test | unseen | folds × seeds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in document["results"]:
-        improvement = "-"
-        if f"recall@{k}_improvement_pct" in r:
-            improvement = f"{r[f'recall@{k}_improvement_pct']:+.1f}% / {r[f'mrr@{k}_improvement_pct']:+.1f}%"
+    for r in rows:
         lines.append(
             f"| {r['model']} | {r['variant_name']} | {r[f'recall@{k}']:.4f} ± {r[f'recall@{k}_std']:.4f} "
-            f"| {r[f'mrr@{k}']:.4f} ± {r[f'mrr@{k}_std']:.4f} | {improvement} | {r['n_test']} "
-            f"| {r['oov_test_targets']} | {r['seeds']} |"
+            f"| {difference_text(r, f'recall@{k}_vs_best_baseline')} "
+            f"| {r[f'mrr@{k}']:.4f} ± {r[f'mrr@{k}_std']:.4f} | {difference_text(r, f'mrr@{k}_vs_best_baseline')} "
+            f"| {difference_text(r, f'recall@{k}_vs_sku')} | {difference_text(r, f'mrr@{k}_vs_sku')} "
+            f"| {r['n_test']} | {r['oov_test_targets']} | {r['folds']} × {r['seeds']} |"
         )
+    if document["folds"] > 1:
+        lines += ["", f"Per fold (Recall@{k} / MRR@{k}, n):", ""]
+        folds = [f["fold"] for f in rows[0]["per_fold"]]
+        lines.append("| model | input | " + " | ".join(f"fold {f}" for f in folds) + " |")
+        lines.append("|---|---|" + "---:|" * len(folds))
+        for r in rows:
+            cells = [f"{f[f'recall@{k}']:.4f} / {f[f'mrr@{k}']:.4f} ({f['n']})" for f in r["per_fold"]]
+            lines.append(f"| {r['model']} | {r['variant_name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

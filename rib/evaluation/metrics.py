@@ -1,5 +1,8 @@
-"""Evaluation protocol (documented in the README, "Evaluation"):
+"""Evaluation protocol (documented in the README, "Evaluation protocol"):
 
+- the targets (`evaluation.targets`): every macro interaction after a session's first (`all`,
+  the default: the protocol of GRU4Rec, NARM and SR-GNN), its input the last `max_len`
+  micro-behaviors before it; or only each session's last (`last`, the older protocol);
 - every example is ranked against the full catalog: every SKU in the training vocabulary
   (ids 2..V-1); padding and the out-of-vocabulary id are never ranked;
 - ties count pessimistically: rank = 1 + the number of other SKUs scoring at least as high
@@ -51,14 +54,26 @@ def recall_mrr(ranks: np.ndarray, k: int) -> dict[str, float]:
     }
 
 
+TARGETS = ("all", "last")
+
+
+def evaluation_examples(data: SplitData, config: EvaluationConfig) -> np.ndarray:
+    """The examples the protocol ranks: every next product (`all`) or each session's last (`last`)."""
+    if config.targets not in TARGETS:
+        raise ValueError(f"evaluation.targets must be one of {TARGETS}, got {config.targets!r}")
+    if config.targets == "last":
+        return np.flatnonzero(np.asarray(data.example_is_last))
+    return np.arange(data.n_examples)
+
+
 def rank_targets(
     score_batch: Callable[[Batch], np.ndarray], data: SplitData, config: EvaluationConfig, n_items: int
 ) -> np.ndarray:
-    """The rank of every example's target in `data` under `score_batch` (Batch -> (B, V) scores)."""
+    """The rank of the target of every evaluated example of `data` under `score_batch` (Batch -> (B, V))."""
     # Keep a (B, V) float64 block near 160 MB whatever the catalog size.
     batch_size = max(16, min(1024, 20_000_000 // max(n_items, 1)))
     ranks = []
-    for batch in data.batches(batch_size):
+    for batch in data.batches(batch_size, evaluation_examples(data, config)):
         scores = np.array(score_batch(batch), dtype=np.float64, copy=True)
         if config.exclude_last_sku:
             scores[np.arange(len(scores)), batch.last_sku] = -np.inf

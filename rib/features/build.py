@@ -13,16 +13,17 @@ Output folder layout (all arrays are .npy, memory-mappable):
     <split>/example_start.npy, example_end.npy   int64: the input is [start, end)
     <split>/example_target.npy   int32 SKU id of the next macro interaction
     <split>/example_session.npy  int32 session index within the split
+    <split>/example_is_last.npy  bool: the target is its session's last macro interaction
 
 Ids: SKU 0 = padding, 1 = out of vocabulary (not seen `min_sku_count` times in training),
 2.. by training frequency. Activity ids are the paper's codes 1..10, dwell buckets 1..K;
 0 is padding for both.
 
-Examples: in training every macro interaction after the first is a target and its input is
-every micro-behavior before it (a prefix); in validation and test each session with at least
-two macro interactions gives one example, target = the SKU of its last macro interaction.
-Inputs are truncated to the last `max_len` micro-behaviors. All four input variants of the
-paper (SKU, +Activity, +Dwell, +Micro-behaviors) read these same arrays.
+Examples, in every split: every macro interaction after a session's first is a target, its
+input the last `max_len` micro-behaviors before it (the protocol of GRU4Rec, NARM and SR-GNN).
+`example_is_last` marks the targets of the older protocol, one per session (its last macro
+interaction), which `evaluation.targets: last` selects. All four input variants of the paper
+(SKU, +Activity, +Dwell, +Micro-behaviors) read these same arrays.
 """
 
 from __future__ import annotations
@@ -165,30 +166,32 @@ def _write_split(con, folder: Path, split: str, config: FeatureConfig) -> dict:
     lengths = _column(con, f"SELECT n_micro FROM sessions WHERE split = '{split}' ORDER BY session_index", np.int64)
     np.save(folder / "session_offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
 
-    # Targets: the first micro-behavior of each macro interaction after the first
-    # (training), or of the last macro interaction of sessions with at least two (evaluation).
-    which = "e.macro >= 1" if split == "train" else "e.macro = s.n_macro - 1 AND s.n_macro >= 2"
+    # Targets: the first micro-behavior of each macro interaction after the session's first.
     examples = con.sql(f"""
         WITH starts AS (
             SELECT *, lag(macro) OVER (PARTITION BY split, session_index ORDER BY position) IS DISTINCT FROM macro
                    AS is_macro_start
             FROM encoded WHERE split = '{split}')
-        SELECT e.session_index, e.flat_index AS end_index, e.sku_id AS target,
+        SELECT e.session_index, e.flat_index AS end_index, e.sku_id AS target, e.macro = s.n_macro - 1 AS is_last,
                greatest(e.flat_index - e.position, e.flat_index - {config.max_len}) AS start_index
         FROM starts e JOIN sessions s ON s.split = e.split AND s.session_index = e.session_index
-        WHERE e.is_macro_start AND {which}
+        WHERE e.is_macro_start AND e.macro >= 1
         ORDER BY e.flat_index
     """).to_arrow_table()
     targets = _as(examples, "target", np.int32)
+    is_last = _as(examples, "is_last", np.bool_)
     np.save(folder / "example_session.npy", _as(examples, "session_index", np.int32))
     np.save(folder / "example_start.npy", _as(examples, "start_index", np.int64))
     np.save(folder / "example_end.npy", _as(examples, "end_index", np.int64))
     np.save(folder / "example_target.npy", targets)
+    np.save(folder / "example_is_last.npy", is_last)
     return {
         "sessions": len(lengths),
         "micro_behaviors": int(rows.num_rows),
         "examples": len(targets),
         "oov_targets": int((targets == OOV).sum()),
+        "last_examples": int(is_last.sum()),
+        "last_oov_targets": int((targets[is_last] == OOV).sum()),
         "sessions_without_example": int(
             con.sql(f"SELECT count(*) FROM sessions WHERE split = '{split}' AND n_macro < 2").fetchall()[0][0]
         ),

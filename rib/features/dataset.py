@@ -19,6 +19,7 @@ ARRAYS = (
     "example_end",
     "example_target",
     "example_session",
+    "example_is_last",
 )
 
 
@@ -48,6 +49,7 @@ class SplitData:
     example_end: np.ndarray
     example_target: np.ndarray
     example_session: np.ndarray
+    example_is_last: np.ndarray  # bool: the target is its session's last macro interaction
 
     @classmethod
     def load(cls, features_dir: str | Path, split: str, mmap: bool = True) -> SplitData:
@@ -80,9 +82,11 @@ class SplitData:
             target=np.asarray(self.example_target[indices], np.int64),
         )
 
-    def batches(self, batch_size: int):
-        for first in range(0, self.n_examples, batch_size):
-            yield self.batch(np.arange(first, min(first + batch_size, self.n_examples)))
+    def batches(self, batch_size: int, examples: np.ndarray | None = None):
+        """Batches of `examples` (indices; default: all), in order."""
+        examples = np.arange(self.n_examples) if examples is None else np.asarray(examples)
+        for first in range(0, len(examples), batch_size):
+            yield self.batch(examples[first : first + batch_size])
 
 
 def load_vocab(features_dir: str | Path) -> dict:

@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 
 from rib.artifacts import ArtifactPaths
+from rib.evaluation.comparison import comparison_markdown, difference_text
 from rib.insight.plots import png_data_uri, training_curve
 
 SECTIONS = ("Data quality", "Micro-behaviors (Section 3)", "Comparison (Table 3)", "Training curves", "Case study")
@@ -85,19 +86,23 @@ def build_report(paths: ArtifactPaths, k: int, title: str = "RIB run report") ->
     parts.append(f"<h2>{SECTIONS[2]}</h2>")
     comparison = _read(paths.comparison / "comparison.json")
     if comparison:
+        parts.append(f"<p>{escape(comparison_markdown(comparison).split(chr(10))[0])}</p>")  # the protocol line
         rows = [
             [
                 r["model"],
                 r["variant_name"],
                 f"{r[f'recall@{k}']:.4f} ± {r[f'recall@{k}_std']:.4f}",
+                difference_text(r, f"recall@{k}_vs_best_baseline"),
                 f"{r[f'mrr@{k}']:.4f} ± {r[f'mrr@{k}_std']:.4f}",
-                f"{r[f'recall@{k}_improvement_pct']:+.1f}%" if f"recall@{k}_improvement_pct" in r else "-",
+                difference_text(r, f"mrr@{k}_vs_best_baseline"),
+                difference_text(r, f"recall@{k}_vs_sku"),
                 r["n_test"],
-                r["seeds"],
+                f"{r['folds']} × {r['seeds']}",
             ]
             for r in comparison["results"]
         ]
-        parts.append(_table(["model", "input", f"Recall@{k}", f"MRR@{k}", "vs best baseline", "n test", "seeds"], rows))
+        header = ["model", "input", f"Recall@{k}", "Δ vs best baseline", f"MRR@{k}", "Δ vs best baseline"]
+        parts.append(_table([*header, "Δ Recall vs SKU", "n test", "folds × seeds"], rows))
 
     parts.append(f"<h2>{SECTIONS[3]}</h2>")
     for history_path in sorted(paths.models.glob("*/history.json")):

@@ -1,9 +1,10 @@
 """Training RIB: every prefix target of a session in one pass, early stopping on validation.
 
-Training sequences are the training sessions cut into windows of `window` micro-behaviors
-(consecutive windows overlap by one, so every target is predicted exactly once). Inside a
-window, the prefix ending at position t predicts the SKU at t + 1 whenever t + 1 starts a new
-macro interaction; an out-of-vocabulary target is skipped. Mini-batches are gathered from
+Training sequences are windows of the training sessions chosen so that every target is
+predicted once, from exactly the input its evaluation example would have (the last `max_len`
+micro-behaviors before it; see `training_windows`). Inside a window, the prefix ending at
+position t predicts the SKU at t + 1 whenever t + 1 starts a new macro interaction; an
+out-of-vocabulary target is skipped. Mini-batches are gathered from
 the stored flat arrays with tensor indexing on the training device: no per-example Python.
 
 The epoch with the best validation Recall@k (MRR@k breaks ties) is kept. `RIBRecommender`
@@ -51,17 +52,32 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def training_windows(data: SplitData, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """[start, end) of every training window: sessions cut into `window` steps, overlapping by one."""
+def training_windows(data: SplitData, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, end, first trained prefix) of every training window, chosen so that every target's
+    input is exactly the one its evaluation example would have: the last `window` micro-behaviors
+    before it.
+
+    - A session's first window is its first `window` + 1 micro-behaviors: every target in it has
+      the whole session prefix as input, as in evaluation. It trains from its first prefix on.
+    - Every later target (session position a > `window`) gets a window of its own,
+      [a - window, a + 1), trained only at its last prefix (the first trained prefix is `window` - 1).
+    """
     offsets = np.asarray(data.session_offsets, np.int64)
     lengths = np.diff(offsets)
-    stride = window - 1
-    n_windows = np.where(lengths >= 2, np.ceil((lengths - 1) / stride), 0).astype(np.int64)
-    session = np.repeat(np.arange(len(lengths)), n_windows)
-    k = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
-    starts = offsets[session] + k * stride
-    ends = np.minimum(starts + window, offsets[session + 1])
-    return starts, ends
+    firsts = np.flatnonzero(lengths >= 2)
+    first_start = offsets[firsts]
+    first_end = first_start + np.minimum(lengths[firsts], window + 1)
+    # Later targets: macro-interaction starts past the first window, in the vocabulary.
+    macro, sku = np.asarray(data.macro), np.asarray(data.sku)
+    session = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(len(sku)) - offsets[session]  # within the session
+    starts_macro = np.zeros(len(sku), bool)
+    starts_macro[1:] = macro[1:] != macro[:-1]
+    later = np.flatnonzero(starts_macro & (position > window) & (sku > OOV))
+    starts = np.concatenate([first_start, later - window])
+    ends = np.concatenate([first_end, later + 1])
+    first_trained = np.concatenate([np.zeros(len(firsts), np.int64), np.full(len(later), window - 1)])
+    return starts, ends, first_trained
 
 
 class WindowLoader:
@@ -69,12 +85,12 @@ class WindowLoader:
 
     def __init__(self, data: SplitData, window: int, device: torch.device) -> None:
         self.device = device
-        self.window = window
+        self.width = window + 1  # a window holds up to `window` inputs and the target after them
         as_tensor = lambda a: torch.as_tensor(np.asarray(a, np.int64), device=device)  # noqa: E731
         self.sku, self.activity, self.dwell = as_tensor(data.sku), as_tensor(data.activity), as_tensor(data.dwell)
         self.macro = as_tensor(data.macro)
-        starts, ends = training_windows(data, window)
-        self.starts, self.ends = as_tensor(starts), as_tensor(ends)
+        starts, ends, first_trained = training_windows(data, window)
+        self.starts, self.ends, self.first_trained = as_tensor(starts), as_tensor(ends), as_tensor(first_trained)
         self.n_micro_behaviors = int((ends - starts).sum())
 
     def __len__(self) -> int:
@@ -83,17 +99,24 @@ class WindowLoader:
     def gather(self, index: torch.Tensor):
         start, end = self.starts[index], self.ends[index]
         # On CUDA a fixed width avoids a device-to-host sync per batch; on CPU padding costs compute.
-        width = self.window if self.device.type == "cuda" else int((end - start).max())
-        position = start[:, None] + torch.arange(width, device=self.device)[None, :]  # (B, T)
+        width = self.width if self.device.type == "cuda" else int((end - start).max())
+        offset = torch.arange(width, device=self.device)[None, :]  # (1, T)
+        position = start[:, None] + offset  # (B, T)
         real = position < end[:, None]
         position = torch.where(real, position, 0)
         sku = torch.where(real, self.sku[position], 0)
         activity = torch.where(real, self.activity[position], 0)
         dwell = torch.where(real, self.dwell[position], 0)
         macro = self.macro[position]
-        # The prefix ending at t predicts t + 1 when t + 1 is real and starts a macro interaction.
+        # The prefix ending at t predicts t + 1 when t + 1 is real, starts a macro interaction,
+        # is in the vocabulary, and t is a prefix this window trains.
         target_mask = torch.zeros_like(real)
-        target_mask[:, :-1] = real[:, 1:] & (macro[:, 1:] != macro[:, :-1]) & (sku[:, 1:] > OOV)
+        target_mask[:, :-1] = (
+            real[:, 1:]
+            & (macro[:, 1:] != macro[:, :-1])
+            & (sku[:, 1:] > OOV)
+            & (offset[:, :-1] >= self.first_trained[index][:, None])
+        )
         targets = sku[:, 1:][target_mask[:, :-1]]
         return sku, activity, dwell, target_mask, targets, real.sum()  # the count stays on the device
 

@@ -30,7 +30,8 @@ def raw_frame(micro_behaviors: str | Path):
 
 
 def features_frames(features_dir: str | Path):
-    """(one row per session with split and target_known, one row per training dwell bucket)."""
+    """(one row per session with split and the share of its targets seen in training (validation
+    and test), one row per training dwell bucket)."""
     import duckdb
     import pandas as pd
 
@@ -43,7 +44,7 @@ def features_frames(features_dir: str | Path):
     sessions["target_known"] = np.nan
     for split in ("validation", "test"):
         data = SplitData.load(features_dir, split)
-        known = pd.Series(np.asarray(data.example_target) > OOV, index=np.asarray(data.example_session))
+        known = pd.Series(np.asarray(data.example_target) > OOV).groupby(np.asarray(data.example_session)).mean()
         rows = sessions["split"] == split
         sessions.loc[rows, "target_known"] = sessions.loc[rows, "session_index"].map(known).astype(float)
     k = load_vocab(features_dir)["n_dwell_buckets"]

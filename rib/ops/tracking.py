@@ -55,7 +55,8 @@ def log_training(record: dict, data_version: str, checkpoint_dir: str | Path | N
 
     params = {f"model.{k}": v for k, v in record["model_config"].items()}
     params |= {f"train.{k}": v for k, v in record["train_config"].items()}
-    mlflow.log_params({k: v for k, v in params.items() if v is not None} | {"data_version": data_version})
+    params |= {"data_version": data_version, "evaluation.targets": record["test"]["targets"]}
+    mlflow.log_params({k: v for k, v in params.items() if v is not None})
     for epoch in record["history"]:
         step = epoch["epoch"]
         mlflow.log_metrics(
@@ -63,7 +64,7 @@ def log_training(record: dict, data_version: str, checkpoint_dir: str | Path | N
             step=step,
         )
     mlflow.log_metrics(
-        {f"test_{k.replace('@', '_at_')}": float(v) for k, v in record["test"].items()}
+        {f"test_{k.replace('@', '_at_')}": float(v) for k, v in record["test"].items() if not isinstance(v, str)}
         | {"best_epoch": record["best_epoch"], "micro_behaviors_per_second": record["micro_behaviors_per_second"]}
     )
     from rib.insight.plots import training_curve
