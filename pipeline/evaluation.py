@@ -28,8 +28,9 @@ def comparison_metadata(document: dict, path) -> dict:
 
 @asset(
     group_name="evaluation",
+    pool="training",  # GRU4Rec, NARM and SASRec train here: one training step at a time (dagster.yaml)
     deps=[features, word2vec_embeddings],
-    description="POP, S-POP, Item-KNN, BPR-MF, Word2vec and Word2vec Avg on the test split.",
+    description="Every baseline of experiment.baselines (neighbourhoods, factorisation, word2vec, trained networks).",
 )
 def baseline_comparison(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:
     from rib.evaluation.comparison import COMPARISON_JSON

@@ -98,21 +98,17 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
 
 def _cmd_explain(args: argparse.Namespace) -> None:
     """Figure 8 for any session: attention of each input variant's RIB and the target's rank."""
-    import numpy as np
-
     from rib.insight.explain import explain, heatmap_png
     from rib.models.checkpoint import encode_session, load_checkpoint
 
     params, paths = _setup(args)
     checkpoints = {variant: load_checkpoint(paths.model("RIB", variant)) for variant in params.experiment.variants}
     vocab = next(iter(checkpoints.values())).vocab
-    index = {sku: i for i, sku in enumerate(vocab["sku"])}
     session = _parse_session(args.session)
-    sku_ids, activities, dwells, _ = encode_session(session, index, np.asarray(vocab["dwell_edges"]), len(session))
-    target = index.get(args.target, 1) if args.target else 1
-    models = {variant: checkpoint.model for variant, checkpoint in checkpoints.items()}
-    explanation = explain(models, np.array(sku_ids), np.array(activities), np.array(dwells), target)
-    labels = [f"{s} a{a} d{d}" for (s, a, _), d in zip(session, dwells, strict=True)]
+    inputs, _ = encode_session(session, vocab, len(session))
+    target = vocab["sku"].index(args.target) if args.target in vocab["sku"] else 1
+    explanation = explain(checkpoints, inputs, target)
+    labels = [f"{s} a{a} d{d}" for (s, a, _), d in zip(session, inputs[:, 2], strict=True)]
     if args.out:
         heatmap_png(explanation, labels, args.out, f"next product {args.target or '?'}")
     _print(explanation)
@@ -135,6 +131,30 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
         variants=args.variants or experiment.variants,
     )
     print(comparison_markdown(document))
+
+
+def _cmd_tune(args: argparse.Namespace) -> None:
+    """An Optuna study on validation for one model (and variant); --write puts the best in the params file."""
+    from rib.artifacts import ArtifactPaths
+    from rib.config import default_params_path
+    from rib.ops.tracking import TrackingConfig
+    from rib.tuning import tune, tuned_key, write_tuned
+
+    params = load_params(args.params)
+    paths = ArtifactPaths.under(params.artifacts_dir)
+    if args.inputs:  # tune on these logs: ingest, features and word2vec under --out first
+        data = dataclasses.replace(params.data, format=args.format, inputs=args.inputs, events_config=args.config)
+        params = dataclasses.replace(params, data=data, artifacts_dir=args.out)
+        paths = ArtifactPaths.under(args.out)
+        steps.run_ingest(params, paths)
+        steps.run_features(params, paths)
+        steps.run_word2vec(params, paths)
+    tracking = TrackingConfig(tracking_uri=args.mlflow)
+    variant = args.variant if args.model in steps.LEARNED_MODELS else None
+    best = tune(params, paths, args.model, variant, args.trials, tracking, seed=args.seed)
+    if args.write:
+        write_tuned(args.params or default_params_path(), tuned_key(args.model, variant), best)
+    _print(best)
 
 
 def _cmd_stage(args: argparse.Namespace) -> None:
@@ -207,8 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--folds", type=int, default=1, help="session splits, each with its own split seed")
     benchmark.add_argument("--seeds", type=int, help="seeds per model and fold (default: experiment.seeds)")
     benchmark.add_argument("--variants", nargs="+", choices=list(VARIANTS))
-    benchmark.add_argument("--models", nargs="+", help="baselines and/or RIB, RIB-Attention (default: all)")
+    benchmark.add_argument("--models", nargs="+", help="baselines and/or trained models (default: all configured)")
     benchmark.add_argument("inputs", nargs="+", metavar="INPUT")
+
+    tune = command("tune", _cmd_tune, "tune one learned model on validation (Optuna); --write keeps the best")
+    tune.add_argument("--model", required=True, help="RIB, RIB-Attention, GRU4Rec, NARM or SASRec")
+    tune.add_argument("--variant", default="sku_micro", choices=list(VARIANTS), help="for RIB and RIB-Attention")
+    tune.add_argument("--trials", type=int, default=20, help="the study's budget: the same for every model")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--write", action="store_true", help="write the best configuration to the params file")
+    tune.add_argument("--mlflow", default="sqlite:///mlflow.db", help="where the trials are logged")
+    tune.add_argument("--format", choices=["jd", "events", "canonical"], help="with INPUT: tune on these logs")
+    tune.add_argument("--config", help="YAML describing an event log (with --format events)")
+    tune.add_argument("--out", default="artifacts/tuning", help="with INPUT: where their features go")
+    tune.add_argument("inputs", nargs="*", metavar="INPUT")
 
     stage = command("stage", _cmd_stage, "run one pipeline step under artifacts/ (what dvc.yaml calls)")
     stage.add_argument("name", choices=list(steps.STAGES))

@@ -66,6 +66,7 @@ class FeatureConfig:
     min_sku_count: int = 1
     dwell_buckets: int = 5  # equal-frequency buckets learned on the training split
     dwell_edges: list[float] | None = None  # or fixed upper-inclusive edges, e.g. the paper's [9, 24, 60, 120]
+    interval_buckets: int = 5  # equal-frequency buckets of the time since the previous micro-behavior
     max_len: int = 50  # inputs keep the last max_len micro-behaviors
     split_method: str = "hash"  # hash: seeded per-session hash, stable when data is appended | time
     split_seed: int = 13
@@ -120,25 +121,59 @@ class BPRConfig:
 
 
 @dataclass
-class RIBConfig:
-    """RIB's architecture (rib/models/rib.py). The fields marked "per run" are set by the
-    training step from the features and the trained model's name, never in params.yaml."""
+class NetworkConfig:
+    """What every trained network shares (rib/models/network.py). The fields marked "per run" are
+    set by the training step from the features and the trained model's name, never in params.yaml."""
 
     n_items: int = 0  # per run: SKU ids including 0 = padding and 1 = out of vocabulary
     n_activities: int = 11  # per run: 0 = padding, 1..10
     n_dwell: int = 6  # per run: 0 = padding, 1..K
-    variant: str = "sku_micro"  # per run: sku | sku_activity | sku_dwell | sku_micro
-    attention: bool = True  # per run: False is the ablation RIB-Attention
+    n_interval: int = 7  # per run: 0 = padding, 1 = none (session start), 2..K+1
+    variant: str = "sku_micro"  # per run: which inputs enter next to the SKU (rib.schema.VARIANTS)
     d_sku: int = 64
     d_activity: int = 16
     d_dwell: int = 16
+    d_interval: int = 16
+    dropout: float = 0.1
+    word2vec_init: bool = True  # initialise the embedding tables from word2vec (eq. 3)
+
+    PER_RUN: typing.ClassVar[tuple[str, ...]] = ("n_items", "n_activities", "n_dwell", "n_interval", "variant")
+
+
+@dataclass
+class RIBConfig(NetworkConfig):
+    """RIB (rib/models/rib.py): GRU -> attention -> softmax over every product."""
+
+    attention: bool = True  # per run: False is the ablation RIB-Attention (and GRU4Rec)
     hidden: int = 100
     rnn: str = "gru"  # gru | lstm
-    dropout: float = 0.1
     tied_output: bool = False  # score products against their input embeddings: W_o = W_P · projection
     repeat: bool = True  # repeat-explore mixture over the attention (README: beyond the paper)
+    neighbors: bool = True  # with repeat: a third part, the V-SKNN neighbourhood's votes (README: beyond the paper)
+    explore_loss: float = 0.5  # with repeat: weight of the explore softmax's own cross-entropy, added to the loss
+    recency: bool = False  # a learned bias of the attention by distance to the prefix's end (recency)
+    attention_inputs: bool = False  # the attention also reads each position's own input embeddings
 
-    PER_RUN: typing.ClassVar[tuple[str, ...]] = ("n_items", "n_activities", "n_dwell", "variant", "attention")
+    PER_RUN: typing.ClassVar[tuple[str, ...]] = (*NetworkConfig.PER_RUN, "attention")
+
+
+@dataclass
+class SASRecConfig(NetworkConfig):
+    """SASRec (Kang & McAuley, ICDM 2018): causal self-attention over the SKU sequence."""
+
+    blocks: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    word2vec_init: bool = False
+
+
+@dataclass
+class NARMConfig(NetworkConfig):
+    """NARM (Li et al., CIKM 2017): GRU with a global (last state) and a local (attention) encoder."""
+
+    hidden: int = 100
+    dropout: float = 0.25
+    word2vec_init: bool = False
 
 
 @dataclass
@@ -173,7 +208,20 @@ class ExperimentConfig:
     models: list[str]  # learned models, e.g. [RIB, RIB-Attention]
     variants: list[str]  # input variants, e.g. [sku, sku_activity, sku_dwell, sku_micro]
     baselines: list[str] = field(
-        default_factory=lambda: ["POP", "S-POP", "Item-KNN", "BPR-MF", "Word2vec", "Word2vec Avg"]
+        default_factory=lambda: [
+            "POP",
+            "S-POP",
+            "Item-KNN",
+            "S-POP+Item-KNN",
+            "SKNN",
+            "V-SKNN",
+            "BPR-MF",
+            "Word2vec",
+            "Word2vec Avg",
+            "GRU4Rec",
+            "NARM",
+            "SASRec",
+        ]
     )
     seeds: int = 1  # `rib benchmark --seeds N` overrides
 
@@ -204,10 +252,25 @@ class Params:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     word2vec: Word2VecConfig = field(default_factory=Word2VecConfig)
     bpr: BPRConfig = field(default_factory=BPRConfig)
-    model: RIBConfig = field(default_factory=RIBConfig)
+    model: RIBConfig = field(default_factory=RIBConfig)  # RIB and RIB-Attention
+    gru4rec: RIBConfig = field(
+        default_factory=lambda: RIBConfig(repeat=False, neighbors=False, explore_loss=0.0, word2vec_init=False)
+    )
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    narm: NARMConfig = field(default_factory=NARMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # `rib tune` writes the best configuration of a learned model here, on validation only:
+    # "RIB/sku_micro" (or "SASRec") -> {"model": {...}, "train": {...}}; "model" overrides the
+    # model's own section (model, gru4rec, narm or sasrec), "train" the train section, for that model only.
+    tuned: dict[str, dict] = field(default_factory=dict)
+
+    def for_model(self, name: str, variant: str | None, section: str) -> tuple:
+        """(the model's settings, the train settings) with its tuned configuration applied."""
+        tuned = self.tuned.get(f"{name}/{variant}") or self.tuned.get(name) or {}
+        model = dataclasses.replace(getattr(self, section), **tuned.get("model", {}))
+        return model, dataclasses.replace(self.train, **tuned.get("train", {}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +301,20 @@ def load_params(path: str | Path | None = None) -> Params:
         raw = {}
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return _build(Params, raw, str(path), "")
+    params = _build(Params, raw, str(path), "")
+    for key, tuned in params.tuned.items():  # each tuned setting is checked like the section it overrides
+        if not isinstance(tuned, dict) or set(tuned) - {"model", "train"}:
+            raise ParamsError(f"{path}: 'tuned.{key}' must map 'model' and/or 'train' to settings")
+        model_section = MODEL_SECTIONS.get(key.split("/")[0])
+        if model_section is None:
+            raise ParamsError(f"{path}: 'tuned.{key}': unknown model; tuned models are {sorted(MODEL_SECTIONS)}")
+        for part, section in (("model", model_section), ("train", "train")):
+            _build(type(getattr(params, section)), tuned.get(part) or {}, str(path), f"tuned.{key}.{part}.")
+    return params
+
+
+# The trained models and the params section that holds each one's settings.
+MODEL_SECTIONS = {"RIB": "model", "RIB-Attention": "model", "GRU4Rec": "gru4rec", "NARM": "narm", "SASRec": "sasrec"}
 
 
 def _build(cls: type, raw: dict, path: str, where: str):
@@ -294,6 +370,8 @@ def _fits(value, hint) -> bool:
     if origin is list:
         (item,) = typing.get_args(hint)
         return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
     if hint is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if hint is int:
@@ -307,6 +385,8 @@ def _describe(hint) -> str:
         return " or ".join(_describe(option) for option in typing.get_args(hint))
     if origin is list:
         return f"a list of {_describe(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "a mapping"
     return "null" if hint is type(None) else hint.__name__
 
 

@@ -56,18 +56,24 @@ SYNTHETIC_METADATA_KEY = b"rib.synthetic"
 PAD, OOV = 0, 1
 FIRST_SKU_ID = OOV + 1
 
-# The paper's four input variants: which of activity and dwell enter next to the SKU.
-VARIANTS: dict[str, tuple[bool, bool]] = {
-    "sku": (False, False),
-    "sku_activity": (True, False),
-    "sku_dwell": (False, True),
-    "sku_micro": (True, True),
+# What a model reads per micro-behavior, in this order (the last axis of every input array).
+FEATURES = ("sku", "activity", "dwell", "interval")
+
+# The input variants: which features enter next to the SKU. The paper's four, and a fifth with the
+# time since the previous micro-behavior (HUP, Gu et al. WSDM 2020).
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "sku": (),
+    "sku_activity": ("activity",),
+    "sku_dwell": ("dwell",),
+    "sku_micro": ("activity", "dwell"),
+    "sku_micro_interval": ("activity", "dwell", "interval"),
 }
 VARIANT_NAMES = {
     "sku": "SKU",
     "sku_activity": "SKU+Activity",
     "sku_dwell": "SKU+Dwell",
     "sku_micro": "SKU+Micro-behaviors",
+    "sku_micro_interval": "SKU+Micro-behaviors+Interval",
 }
 
 

@@ -19,10 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rib.artifacts import ArtifactPaths
-from rib.config import Params
+from rib.config import MODEL_SECTIONS, Params
 
-# Trained models: name -> whether it has the attention layer (RIB-Attention is the paper's ablation).
-LEARNED_MODELS: dict[str, bool] = {"RIB": True, "RIB-Attention": False}
+# Trained models on the input variants: name -> the settings fixed for it (its params section:
+# rib.config.MODEL_SECTIONS). RIB-Attention is the paper's ablation: no attention, so no repeat part.
+LEARNED_MODELS: dict[str, dict] = {
+    "RIB": {"attention": True},
+    "RIB-Attention": {"attention": False, "repeat": False, "neighbors": False},
+}
+# Trained baselines, on SKUs alone: GRU4Rec is the RIB network without attention on SKUs, trained
+# from a random start with its own settings (params section gru4rec).
+LEARNED_BASELINES: dict[str, dict] = {
+    "GRU4Rec": {"attention": False, "repeat": False, "neighbors": False},
+    "NARM": {},
+    "SASRec": {},
+}
 DETERMINISTIC_BASELINES = ("POP", "S-POP", "Item-KNN")  # the same figures for every seed
 
 
@@ -109,16 +120,16 @@ def make_recommender(name: str, variant: str | None, params: Params, paths: Arti
     from rib.models.baselines import NEEDS_WORD2VEC, make_baseline
     from rib.models.word2vec import load_vectors
 
-    if name in LEARNED_MODELS:
-        from rib.models.train import RIBRecommender
+    if name in LEARNED_MODELS or name in LEARNED_BASELINES:
+        from rib.models.train import NetworkRecommender
 
-        attention = LEARNED_MODELS[name]
-        model_config = dataclasses.replace(
-            params.model, variant=variant, attention=attention, repeat=params.model.repeat and attention
-        )
-        return RIBRecommender(model_config, params.train, params.evaluation, load_vectors(paths.word2vec), log=log)
+        fixed = LEARNED_MODELS.get(name, LEARNED_BASELINES.get(name))
+        model_config, train_config = params.for_model(name, variant, MODEL_SECTIONS[name])
+        model_config = dataclasses.replace(model_config, **fixed, variant=variant or "sku")
+        vectors = load_vectors(paths.word2vec) if model_config.word2vec_init else None
+        return NetworkRecommender(name, model_config, train_config, params.evaluation, vectors, log=log)
     vectors = load_vectors(paths.word2vec, ("sku",))["sku"][0] if name in NEEDS_WORD2VEC else None
-    return make_baseline(name, params.bpr, vectors)
+    return make_baseline(name, params.bpr, params.evaluation, vectors)
 
 
 def evaluate_recommender(recommender, features, params: Params, ranks_file: Path) -> dict:
@@ -200,7 +211,7 @@ def run_training(
     }
     with staged_folder(folder) as staging:
         training_state = {"epoch": result.best_epoch, "optimizer": result.optimizer_state}
-        save_checkpoint(result.model, staging, features.vocab, extra, training_state)
+        save_checkpoint(result.model, staging, features.vocab, extra, training_state, recommender.neighbors)
         ranks.replace(staging / RANKS_FILE)
         (staging / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
         (staging / "history.json").write_text(json.dumps(record["history"], indent=2) + "\n")  # DVC plots

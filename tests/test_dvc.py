@@ -171,7 +171,8 @@ def test_a_dagster_run_leaves_dvc_with_nothing_to_do(tmp_path):
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["experiment"].update(models=["RIB"], variants=["sku_micro"])
     params["train"].update(epochs=1, progress=False)
-    params["bpr"].update(iterations=5)
+    params["bpr"] = {"iterations": 5}
+    params["experiment"]["baselines"] = ["POP", "S-POP", "V-SKNN", "GRU4Rec"]
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -195,9 +196,10 @@ def test_a_dagster_run_leaves_dvc_with_nothing_to_do(tmp_path):
     shown = json.dumps(metrics)
     assert "RIB/sku_micro" in shown and "recall@20" in shown and "mrr@20" in shown
 
-    # One training parameter changes: only the training stage and what is built from models rerun.
+    # One training parameter changes: the stages that train (the RIB models, and the baselines, whose
+    # GRU4Rec, NARM and SASRec train with the same settings) and what is built from them rerun.
     params["train"]["learning_rate"] = 0.003
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repro = dvc("repro", cwd=clone)
     ran = {line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@RIB-sku_micro", "comparison", "case_study", "report"}, repro
+    assert ran == {"baselines", "train@RIB-sku_micro", "comparison", "case_study", "report"}, repro

@@ -37,7 +37,7 @@ def test_examples_of_a_hand_made_session(tmp_path):
     assert train.example_target.tolist() == [ids["B"], ids["A"], ids["C"]]
     batch = train.batch(np.array([2]))
     assert batch.sku[0].tolist() == [ids["A"], ids["A"], ids["B"], ids["A"]]
-    assert batch.activity[0].tolist() == [5, 7, 5, 4]
+    assert batch.inputs[0, :, 1].tolist() == [5, 7, 5, 4]  # activities
 
 
 def test_inputs_are_truncated_to_the_last_max_len(tmp_path):

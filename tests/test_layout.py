@@ -14,6 +14,7 @@ LAYERS = [  # top to bottom: a module may import from its own layer and the ones
     {"rib.insight"},
     {"rib.ops"},
     {"rib.steps"},
+    {"rib.tuning"},
     {"rib.cli"},
 ]
 

@@ -14,29 +14,31 @@ from rib.schema import VARIANTS
 
 
 def random_inputs(B=4, T=9, n_items=40, seed=0):
+    """(B, T, F) ids: sku, activity, dwell and interval buckets."""
     g = torch.Generator().manual_seed(seed)
     sku = torch.randint(2, n_items, (B, T), generator=g)
     activity = torch.randint(1, 11, (B, T), generator=g)
     dwell = torch.randint(1, 6, (B, T), generator=g)
-    return sku, activity, dwell
+    interval = torch.randint(1, 7, (B, T), generator=g)
+    return torch.stack([sku, activity, dwell, interval], dim=-1)
 
 
 @pytest.mark.parametrize("repeat", [False, True])
 @pytest.mark.parametrize("rnn", ["gru", "lstm"])
 def test_one_pass_equals_each_truncated_prefix(repeat, rnn):
-    model = RIB(RIBConfig(n_items=40, rnn=rnn, repeat=repeat)).eval()
-    sku, activity, dwell = random_inputs()
+    model = RIB(RIBConfig(neighbors=False, n_items=40, rnn=rnn, repeat=repeat)).eval()
+    x = random_inputs()
     with torch.no_grad():
-        pooled, alpha = model(sku, activity, dwell)
-        for t in range(sku.shape[1]):
-            prefix = [x[:, : t + 1] for x in (sku, activity, dwell)]
-            alone, alone_alpha = model(*prefix)
+        pooled, alpha = model(x)
+        for t in range(x.shape[1]):
+            prefix = x[:, : t + 1]
+            alone, alone_alpha = model(prefix)
             torch.testing.assert_close(pooled[:, t], alone[:, t], rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(alpha[:, t, : t + 1], alone_alpha[:, t], rtol=1e-5, atol=1e-6)
             assert torch.all(alpha[:, t, t + 1 :] == 0)  # no future position enters a prefix
-            lengths = torch.full((sku.shape[0],), t + 1)
-            full = model.score_all(sku, activity, dwell, lengths)  # padding = the later positions
-            torch.testing.assert_close(full, model.score_all(*prefix, lengths), rtol=1e-5, atol=1e-5)
+            lengths = torch.full((x.shape[0],), t + 1)
+            full = model.score_all(x, lengths)  # padding = the later positions
+            torch.testing.assert_close(full, model.score_all(prefix, lengths), rtol=1e-5, atol=1e-5)
 
 
 def test_training_windows_reproduce_the_stored_prefix_examples(tmp_path):
@@ -47,63 +49,66 @@ def test_training_windows_reproduce_the_stored_prefix_examples(tmp_path):
     }
     build_features(write_canonical(tmp_path / "mb.parquet", sessions), tmp_path / "f", FeatureConfig(test_fraction=0.0))
     train = SplitData.load(tmp_path / "f", "train")
-    model = RIB(RIBConfig(n_items=40, repeat=True)).eval()
+    model = RIB(RIBConfig(neighbors=False, n_items=40, repeat=True)).eval()
     loader = WindowLoader(train, window=50, device=torch.device("cpu"))
     assert len(loader) == train.n_sessions  # every session fits one window
     with torch.no_grad():
-        sku, activity, dwell, target_mask, targets, _ = loader.gather(torch.arange(len(loader)))
+        x, target_mask, targets, _, _ = loader.gather(torch.arange(len(loader)))
         assert torch.equal(targets, torch.tensor(np.array(train.example_target), dtype=torch.long))
-        pooled, _ = model(sku, activity, dwell)
+        pooled, _ = model(x)
         one_pass = model.output(pooled[target_mask])  # (N, V): logits of every stored example
         batch = train.batch(np.arange(train.n_examples))
-        as_tensors = [torch.as_tensor(a) for a in (batch.sku, batch.activity, batch.dwell, batch.lengths)]
-        separately = model.output(model(*as_tensors[:3])[0][torch.arange(train.n_examples), as_tensors[3] - 1])
+        lengths = torch.as_tensor(batch.lengths)
+        separately = model.output(model(torch.as_tensor(batch.inputs))[0][torch.arange(train.n_examples), lengths - 1])
     torch.testing.assert_close(one_pass, separately, rtol=1e-5, atol=1e-5)
 
 
 def test_gradients_reach_every_embedding_table():
-    model = RIB(RIBConfig(n_items=40, variant="sku_micro", repeat=True))
-    sku, activity, dwell = random_inputs()
-    mask = torch.zeros_like(sku, dtype=torch.bool)
+    model = RIB(RIBConfig(neighbors=False, n_items=40, variant="sku_micro_interval", repeat=True))
+    x = random_inputs()
+    mask = torch.zeros_like(x[..., 0], dtype=torch.bool)
     mask[:, :-1] = True
-    model.loss(sku, activity, dwell, mask, sku[:, 1:].reshape(-1)).backward()
-    for table in (model.sku_embedding, model.activity_embedding, model.dwell_embedding):
+    model.loss(x, mask, x[:, 1:, 0].reshape(-1)).backward()
+    for table in (model.sku_embedding, model.activity_embedding, model.dwell_embedding, model.interval_embedding):
         assert table.weight.grad is not None and table.weight.grad.abs().sum() > 0
     assert model.sku_embedding.weight.grad[0].abs().sum() == 0  # padding row stays untouched
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_variants_select_their_embeddings(variant):
-    model = RIB(RIBConfig(n_items=40, variant=variant))
-    use_activity, use_dwell = VARIANTS[variant]
-    assert (model.activity_embedding is not None) == use_activity
-    assert (model.dwell_embedding is not None) == use_dwell
-    sku, activity, dwell = random_inputs()
-    # Inputs a variant does not use do not change its scores.
+    model = RIB(RIBConfig(neighbors=False, n_items=40, variant=variant)).eval()
+    uses = VARIANTS[variant]
+    for name in ("activity", "dwell", "interval"):
+        assert (getattr(model, f"{name}_embedding") is not None) == (name in uses)
+    x = random_inputs()
     lengths = torch.full((4,), 9)
-    base = model.eval().score_all(sku, activity, dwell, lengths)
-    other = model.score_all(sku, torch.ones_like(activity), torch.ones_like(dwell), lengths)
-    assert torch.equal(base, other) == (not use_activity and not use_dwell)
+    base = model.score_all(x, lengths)
+    for column, name in enumerate(("sku", "activity", "dwell", "interval")):
+        if column == 0:
+            continue
+        changed = x.clone()
+        changed[..., column] = 1
+        # An input a variant does not use does not change its scores; one it uses does.
+        assert torch.equal(base, model.score_all(changed, lengths)) == (name not in uses)
 
 
 def test_attention_sums_to_one_over_real_positions_and_is_zero_on_padding():
-    model = RIB(RIBConfig(n_items=40)).eval()
-    sku, activity, dwell = random_inputs()
+    model = RIB(RIBConfig(neighbors=False, n_items=40)).eval()
+    x = random_inputs()
     lengths = torch.tensor([9, 5, 1, 3])
     for row, n in enumerate(lengths.tolist()):
-        sku[row, n:] = 0
-        activity[row, n:] = 0
-        dwell[row, n:] = 0
-    _, weights = model.score_and_attention(sku, activity, dwell, lengths)
+        x[row, n:] = 0
+    _, weights = model.score_and_attention(x, lengths)
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(4))
     for row, n in enumerate(lengths.tolist()):
         assert torch.all(weights[row, n:] == 0) and torch.all(weights[row, :n] > 0)
 
 
-def test_repeat_mixture_is_a_distribution_over_all_products():
-    model = RIB(RIBConfig(n_items=40, repeat=True)).eval()
-    sku, activity, dwell = random_inputs()
-    log_probs = model.score_all(sku, activity, dwell, torch.full((4,), 9))
+@pytest.mark.parametrize("neighbors", [False, True])
+def test_repeat_mixture_is_a_distribution_over_all_products(neighbors):
+    model = RIB(RIBConfig(n_items=40, repeat=True, neighbors=neighbors)).eval()
+    prior = torch.full((4, 40), 1 / 40) if neighbors else None
+    log_probs = model.score_all(random_inputs(), torch.full((4,), 9), prior)
     torch.testing.assert_close(log_probs.exp().sum(dim=1), torch.ones(4), rtol=1e-5, atol=1e-5)
 
 
@@ -125,28 +130,33 @@ def test_chunked_softmax_cross_entropy_matches_pytorch(store_limit_bytes):
 
 
 def test_attention_of_an_early_prefix_stays_finite_when_later_logits_are_huge():
-    model = RIB(RIBConfig(n_items=40, repeat=True)).eval()
-    sku, activity, dwell = random_inputs(B=2, T=6)
+    model = RIB(RIBConfig(neighbors=False, n_items=40, repeat=True)).eval()
+    x = random_inputs(B=2, T=6)
     logits = torch.tensor([[-900.0, -800.0, 0.0, 400.0, 800.0, 900.0]] * 2)
-    model.attention_logits = lambda h: logits  # a shared shift by 900 would underflow the first prefixes to 0/0
+    model.attention_logits = lambda h, inputs: logits  # a shared shift by 900 would underflow the first prefixes to 0/0
     with torch.no_grad():
-        _, alpha = model(sku, activity, dwell)
-        scores = model.score_all(sku, activity, dwell, torch.tensor([1, 2]))
+        _, alpha = model(x)
+        scores = model.score_all(x, torch.tensor([1, 2]))
     assert torch.isfinite(alpha).all() and torch.isfinite(scores[:, 2:]).all()
     torch.testing.assert_close(alpha.sum(dim=-1), torch.ones(2, 6))
     assert alpha[0, 0, 0] == 1 and alpha[0, 1, 1] == 1  # prefix 1: -800 dominates -900
 
 
-def test_the_loss_and_the_scorer_give_the_same_log_probability():
-    model = RIB(RIBConfig(n_items=40, repeat=True)).eval()
-    sku, activity, dwell = random_inputs(B=3, T=7)
-    sku[:, 5] = sku[:, 2]  # the next product at position 5 was seen earlier: both halves of the mixture count
-    mask = torch.zeros_like(sku, dtype=torch.bool)
+@pytest.mark.parametrize("neighbors", [False, True])
+def test_the_loss_and_the_scorer_give_the_same_log_probability(neighbors):
+    model = RIB(RIBConfig(n_items=40, repeat=True, neighbors=neighbors, explore_loss=0.0)).eval()
+    prior = None
+    if neighbors:  # a neighbourhood distribution over the catalog for each of the 3 inputs
+        prior = torch.softmax(torch.randn(3, 40, generator=torch.Generator().manual_seed(4)), dim=1)
+    x = random_inputs(B=3, T=7)
+    x[:, 5, 0] = x[:, 2, 0]  # the next product at position 5 was seen earlier: both halves of the mixture count
+    mask = torch.zeros_like(x[..., 0], dtype=torch.bool)
     mask[:, 4] = True  # the prefix 0..4 predicts position 5
     with torch.no_grad():
-        loss = model.loss(sku, activity, dwell, mask, sku[:, 5])
-        scores = model.score_all(sku[:, :5], activity[:, :5], dwell[:, :5], torch.full((3,), 5))
-    torch.testing.assert_close(loss, -scores[torch.arange(3), sku[:, 5]].mean(), rtol=1e-5, atol=1e-5)
+        at_target = None if prior is None else prior[torch.arange(3), x[:, 5, 0]]
+        loss = model.loss(x, mask, x[:, 5, 0], at_target)
+        scores = model.score_all(x[:, :5], torch.full((3,), 5), prior)
+    torch.testing.assert_close(loss, -scores[torch.arange(3), x[:, 5, 0]].mean(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("max_len", [4, 7])
@@ -161,20 +171,37 @@ def test_every_training_target_sees_exactly_its_evaluation_input_in_long_session
     config = FeatureConfig(test_fraction=0.0, validation_fraction=0.0, max_len=max_len)
     build_features(write_canonical(tmp_path / "mb.parquet", sessions), tmp_path / "f", config)
     train = SplitData.load(tmp_path / "f", "train")
-    model = RIB(RIBConfig(n_items=20, repeat=True)).eval()
+    model = RIB(RIBConfig(neighbors=False, n_items=20, repeat=True)).eval()
     loader = WindowLoader(train, window=max_len, device=torch.device("cpu"))
     with torch.no_grad():
-        sku, activity, dwell, target_mask, targets, _ = loader.gather(torch.arange(len(loader)))
+        x, target_mask, targets, _, _ = loader.gather(torch.arange(len(loader)))
         # Where each trained target sits in the split: the window's start plus its offset.
-        position = loader.starts[:, None] + torch.arange(sku.shape[1])[None, :]
+        position = loader.starts[:, None] + torch.arange(x.shape[1])[None, :]
         trained_at = position[:, 1:][target_mask[:, :-1]]
         order = torch.argsort(trained_at)
         assert torch.equal(trained_at[order], torch.as_tensor(np.array(train.example_end)))  # each target once
         assert torch.equal(targets[order], torch.as_tensor(np.array(train.example_target), dtype=torch.long))
-        pooled, _ = model(sku, activity, dwell)
+        pooled, _ = model(x)
         one_pass = model.output(pooled[target_mask])[order]  # (N, V)
         batch = train.batch(np.arange(train.n_examples))
         assert (batch.lengths <= max_len).all() and (batch.lengths == max_len).any()  # long sessions truncate
-        as_tensors = [torch.as_tensor(a) for a in (batch.sku, batch.activity, batch.dwell, batch.lengths)]
-        alone = model.output(model(*as_tensors[:3])[0][torch.arange(train.n_examples), as_tensors[3] - 1])
+        lengths = torch.as_tensor(batch.lengths)
+        alone = model.output(model(torch.as_tensor(batch.inputs))[0][torch.arange(train.n_examples), lengths - 1])
     torch.testing.assert_close(one_pass, alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("network", ["SASRec", "NARM"])
+def test_the_baseline_networks_encode_every_prefix_as_its_own_input(network):
+    from rib.config import NARMConfig, SASRecConfig
+    from rib.models.networks import build_network
+
+    config = {"SASRec": SASRecConfig, "NARM": NARMConfig}[network](n_items=40, variant="sku", dropout=0.0)
+    model = build_network(config).eval()
+    x = random_inputs(B=3, T=8)
+    with torch.no_grad():
+        pooled, alpha = model(x)
+        for t in (0, 3, 7):
+            alone, _ = model(x[:, : t + 1])
+            torch.testing.assert_close(pooled[:, t], alone[:, t], rtol=1e-4, atol=1e-5)  # no future leaks in
+        torch.testing.assert_close(alpha.sum(dim=-1), torch.ones(3, 8), rtol=1e-5, atol=1e-5)
+        assert torch.all(alpha.triu(diagonal=1) == 0)

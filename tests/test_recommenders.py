@@ -15,13 +15,22 @@ import numpy as np
 import pytest
 from helpers import write_canonical
 
-from rib.config import BPRConfig, EvaluationConfig, FeatureConfig, RIBConfig, TrainConfig, Word2VecConfig
+from rib.config import (
+    BPRConfig,
+    EvaluationConfig,
+    FeatureConfig,
+    NARMConfig,
+    RIBConfig,
+    SASRecConfig,
+    TrainConfig,
+    Word2VecConfig,
+)
 from rib.evaluation.metrics import evaluate, rank_targets
 from rib.features.build import build_features
 from rib.features.dataset import FeatureSet
 from rib.models import baselines
 from rib.models.base import Recommender
-from rib.models.train import RIBRecommender
+from rib.models.train import NetworkRecommender
 from rib.models.word2vec import load_vectors, pretrain_word2vec
 
 GROUPS = 30
@@ -84,7 +93,7 @@ class RecommenderContract:
 
     def test_an_unknown_input_product_is_read_as_out_of_vocabulary(self, fitted, world):
         batch = world.features.test.batch(some_examples(world.features.test, 4))
-        batch.sku[:, 0] = 1  # the first input product was never seen in training
+        batch.inputs[:, 0, 0] = 1  # the first input product was never seen in training
         scores = fitted.score(batch)
         assert np.all(scores[:, :2] == -np.inf) and np.all(np.isfinite(scores[:, 2:]))
 
@@ -143,6 +152,21 @@ class TestItemKNN(RecommenderContract):
         return baselines.ItemKNN()
 
 
+class TestSessionPopItemKNN(RecommenderContract):
+    def make(self, world):
+        return baselines.SessionPopItemKNN()
+
+
+class TestSKNN(RecommenderContract):
+    def make(self, world):
+        return baselines.SessionKNN(AT_1_2)
+
+
+class TestVSKNN(RecommenderContract):
+    def make(self, world):
+        return baselines.VSessionKNN(AT_1_2)
+
+
 class TestBPRMF(RecommenderContract):
     def make(self, world):
         return baselines.BPRMF(BPRConfig(factors=16, iterations=100, learning_rate=0.05, seed=3))
@@ -171,7 +195,7 @@ class TestRIB(RecommenderContract):
     batch_tolerance = 1e-5  # float32
 
     def make(self, world):
-        return RIBRecommender(SMALL_RIB, QUICK, AT_1_2, world.vectors, log=lambda _: None)
+        return NetworkRecommender("RIB", SMALL_RIB, QUICK, AT_1_2, world.vectors, log=lambda _: None)
 
 
 class TestRIBAttention(RecommenderContract):
@@ -180,4 +204,40 @@ class TestRIBAttention(RecommenderContract):
 
     def make(self, world):
         config = dataclasses.replace(SMALL_RIB, attention=False, repeat=False)
-        return RIBRecommender(config, QUICK, AT_1_2, world.vectors, log=lambda _: None)
+        return NetworkRecommender("RIB-Attention", config, QUICK, AT_1_2, world.vectors, log=lambda _: None)
+
+
+class TestRIBWithoutNeighbors(RecommenderContract):
+    learns_order = True
+    batch_tolerance = 1e-5
+
+    def make(self, world):
+        config = dataclasses.replace(SMALL_RIB, neighbors=False, explore_loss=0.0)
+        return NetworkRecommender("RIB", config, QUICK, AT_1_2, world.vectors, log=lambda _: None)
+
+
+class TestGRU4Rec(RecommenderContract):
+    learns_order = True
+    batch_tolerance = 1e-5
+
+    def make(self, world):
+        config = RIBConfig(d_sku=16, hidden=32, attention=False, repeat=False, variant="sku", word2vec_init=False)
+        return NetworkRecommender("GRU4Rec", config, QUICK, AT_1_2, log=lambda _: None)
+
+
+class TestNARM(RecommenderContract):
+    learns_order = True
+    batch_tolerance = 1e-5
+
+    def make(self, world):
+        config = NARMConfig(d_sku=16, hidden=32, variant="sku")
+        return NetworkRecommender("NARM", config, QUICK, AT_1_2, log=lambda _: None)
+
+
+class TestSASRec(RecommenderContract):
+    learns_order = True
+    batch_tolerance = 1e-5
+
+    def make(self, world):
+        config = SASRecConfig(d_sku=16, variant="sku")
+        return NetworkRecommender("SASRec", config, QUICK, AT_1_2, log=lambda _: None)

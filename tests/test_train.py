@@ -9,7 +9,7 @@ from rib.features.build import build_features
 from rib.features.dataset import FeatureSet
 from rib.models.baselines import BPRMF, Word2VecAvg, Word2VecLast
 from rib.models.checkpoint import UnknownInputError, load_checkpoint, recommend, save_checkpoint
-from rib.models.train import score_batch, sized_for, train_rib
+from rib.models.train import score_batch, sized_for, train_network
 from rib.models.word2vec import load_vectors, pretrain_word2vec
 
 N_PRODUCTS = 60
@@ -42,8 +42,8 @@ QUIET = dict(progress=False, device="cpu")
 def test_rib_learns_a_deterministic_next_product(deterministic_features, tmp_path):
     features = deterministic_features
     config = TrainConfig(epochs=6, learning_rate=0.01, batch_size=64, patience=6, **QUIET)
-    model_config = sized_for(features, RIBConfig(d_sku=32, hidden=64, dropout=0.0))
-    result = train_rib(features, model_config, config, AT_1, log=lambda _: None)
+    model_config = sized_for(features, RIBConfig(neighbors=False, d_sku=32, hidden=64, dropout=0.0))
+    result = train_network(features, model_config, config, AT_1, log=lambda _: None)
     test = evaluate(lambda batch: score_batch(result.model, batch), features.test, AT_1, features.n_items)
     assert test["recall@1"] > 0.95
     assert result.validation["recall@1"] > 0.95
@@ -55,10 +55,10 @@ def test_rib_learns_a_deterministic_next_product(deterministic_features, tmp_pat
     checkpoint = load_checkpoint(tmp_path / "ckpt")
     reloaded = checkpoint.model
     batch = features.test.batch(np.arange(features.test.n_examples))
-    tensors = [torch.as_tensor(a) for a in (batch.sku, batch.activity, batch.dwell, batch.lengths)]
+    x, lengths = torch.as_tensor(batch.inputs), torch.as_tensor(batch.lengths)
     result.model.eval()
     with torch.no_grad():
-        assert torch.equal(result.model.score_all(*tensors), reloaded.score_all(*tensors))
+        assert torch.equal(result.model.score_all(x, lengths), reloaded.score_all(x, lengths))
 
     # recommend() from raw micro-behaviors: the successor comes first, attention per input.
     session = [("p4", 5, 12.0), ("p4", 7, 12.0), (f"p{successor(4)}", 5, 30.0)]
@@ -76,8 +76,8 @@ def test_rib_learns_a_deterministic_next_product(deterministic_features, tmp_pat
 
 def test_training_is_repeatable_on_cpu(deterministic_features):
     config = TrainConfig(epochs=2, batch_size=64, seed=5, **QUIET)
-    model_config = sized_for(deterministic_features, RIBConfig(hidden=32))
-    runs = [train_rib(deterministic_features, model_config, config, AT_1, log=lambda _: None) for _ in range(2)]
+    model_config = sized_for(deterministic_features, RIBConfig(neighbors=False, hidden=32))
+    runs = [train_network(deterministic_features, model_config, config, AT_1, log=lambda _: None) for _ in range(2)]
     assert runs[0].history[-1]["train_loss"] == runs[1].history[-1]["train_loss"]
     for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -96,9 +96,9 @@ def test_word2vec_is_repeatable_and_aligned_with_ids(deterministic_features, tmp
     assert not list(tmp_path.glob("*/*.corpus.txt"))
 
     # word2vec initialises RIB's tables (eq. 3).
-    model_config = sized_for(deterministic_features, RIBConfig(d_sku=16, d_activity=4, d_dwell=4))
+    model_config = sized_for(deterministic_features, RIBConfig(neighbors=False, d_sku=16, d_activity=4, d_dwell=4))
     config = TrainConfig(epochs=1, learning_rate=1e-9, **QUIET)
-    result = train_rib(deterministic_features, model_config, config, AT_1, a, log=lambda _: None)
+    result = train_network(deterministic_features, model_config, config, AT_1, a, log=lambda _: None)
     np.testing.assert_allclose(result.model.sku_embedding.weight[2:].detach().numpy(), vectors[2:], atol=1e-5)
 
 
@@ -125,7 +125,7 @@ def test_no_weight_decay_on_biases_and_embedding_tables():
     from rib.models.rib import RIB
     from rib.models.train import make_optimizer
 
-    model = RIB(RIBConfig(n_items=40))
+    model = RIB(RIBConfig(neighbors=False, n_items=40))
     groups = make_optimizer(model, TrainConfig(weight_decay=0.1), torch.device("cpu")).param_groups
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     names = {name for name, p in model.named_parameters() if id(p) in decayed}
@@ -144,7 +144,7 @@ def test_gradients_are_clipped_to_the_configured_norm(deterministic_features):
     from rib.models.rib import RIB
     from rib.models.train import WindowLoader, make_optimizer, train_epoch
 
-    model = RIB(sized_for(deterministic_features, RIBConfig(hidden=16)))
+    model = RIB(sized_for(deterministic_features, RIBConfig(neighbors=False, hidden=16)))
     config = TrainConfig(grad_clip=1e-3, **QUIET)
     loader = WindowLoader(deterministic_features.train, deterministic_features.max_len, torch.device("cpu"))
     optimizer = make_optimizer(model, config, torch.device("cpu"))
@@ -158,9 +158,9 @@ def test_a_non_finite_loss_stops_training_with_a_clear_error(deterministic_featu
 
     n = deterministic_features.n_items
     broken = {"sku": (np.full((n, 16), np.nan, np.float32), np.ones(n, bool))}  # NaN word2vec vectors
-    model_config = sized_for(deterministic_features, RIBConfig(d_sku=16, hidden=16))
+    model_config = sized_for(deterministic_features, RIBConfig(neighbors=False, d_sku=16, hidden=16))
     with pytest.raises(NonFiniteLossError, match=r"epoch 1: the training loss is nan by batch 1"):
-        train_rib(deterministic_features, model_config, TrainConfig(epochs=2, **QUIET), AT_1, broken, log=print)
+        train_network(deterministic_features, model_config, TrainConfig(epochs=2, **QUIET), AT_1, broken, log=print)
 
 
 def test_a_checkpoint_carries_the_optimizer_state_and_its_epoch(deterministic_features, tmp_path):
@@ -168,7 +168,9 @@ def test_a_checkpoint_carries_the_optimizer_state_and_its_epoch(deterministic_fe
     from rib.models.train import make_optimizer
 
     config = TrainConfig(epochs=2, batch_size=64, **QUIET)
-    result = train_rib(deterministic_features, sized_for(deterministic_features, RIBConfig(hidden=16)), config, AT_1)
+    result = train_network(
+        deterministic_features, sized_for(deterministic_features, RIBConfig(neighbors=False, hidden=16)), config, AT_1
+    )
     state = {"epoch": result.best_epoch, "optimizer": result.optimizer_state}
     save_checkpoint(
         result.model, tmp_path / "c", deterministic_features.vocab, {"max_len": 50, "exclude_last_sku": True}, state

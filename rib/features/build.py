@@ -8,6 +8,8 @@ Output folder layout (all arrays are .npy, memory-mappable):
     <split>/sku.npy          int32, one entry per micro-behavior, sessions back to back
     <split>/activity.npy     int8   1..10
     <split>/dwell.npy        int8   dwell bucket 1..K
+    <split>/interval.npy     int8   bucket of the time since the previous micro-behavior: 1 none
+                                    (a session's first, or unknown), 2..K+1 equal-frequency buckets
     <split>/macro.npy        int32  index of the micro-behavior's macro interaction in its session
     <split>/session_offsets.npy  int64 (n_sessions + 1): session s is [offsets[s], offsets[s+1])
     <split>/example_start.npy, example_end.npy   int64: the input is [start, end)
@@ -59,6 +61,22 @@ def _bucket_sql(edges: list[float]) -> str:
     return "(1" + "".join(f" + (dwell_seconds > {float(e)})::INTEGER" for e in edges) + ")"
 
 
+def _interval_sql(edges: list[float]) -> str:
+    """1 where the gap is unknown (a session's first micro-behavior), else 2 + the buckets below it."""
+    return (
+        "(CASE WHEN gap_seconds IS NULL THEN 1 ELSE 2"
+        + "".join(f" + (gap_seconds > {float(e)})::INTEGER" for e in edges)
+        + " END)"
+    )
+
+
+def _quantile_edges(con, column: str, buckets: int) -> list[float]:
+    """Equal-frequency cut points of a column over the training split (nulls left out)."""
+    quantiles = [k / buckets for k in range(1, buckets)]
+    edges = con.sql(f"SELECT quantile_disc({column}, {quantiles}) FROM train_mb").fetchall()[0][0]
+    return sorted(set(float(e) for e in edges or []))  # ties can merge two quantiles; no gaps: no edges
+
+
 def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: FeatureConfig | None = None) -> dict:
     """Build every feature from the canonical Parquet table into `out_dir` (replaced atomically)."""
     import duckdb
@@ -79,10 +97,12 @@ def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: Fea
 def _build(con, micro_behaviors: Path, out: Path, config: FeatureConfig) -> dict:
     con.execute(
         """CREATE TEMP TABLE mb AS
-           SELECT session_id, position, sku, activity, dwell_seconds, timestamp,
+           SELECT session_id, position, sku, activity, dwell_seconds, timestamp, gap_seconds,
                   sum(CASE WHEN lag_sku IS DISTINCT FROM sku THEN 1 ELSE 0 END)
                       OVER (PARTITION BY session_id ORDER BY position) - 1 AS macro
-           FROM (SELECT *, lag(sku) OVER (PARTITION BY session_id ORDER BY position) AS lag_sku
+           FROM (SELECT *, lag(sku) OVER (PARTITION BY session_id ORDER BY position) AS lag_sku,
+                        -- the time since the previous micro-behavior: known when this one happens
+                        lag(time_interval_seconds) OVER (PARTITION BY session_id ORDER BY position) AS gap_seconds
                  FROM read_parquet(?))""",
         [str(micro_behaviors)],
     )
@@ -110,6 +130,7 @@ def _build(con, micro_behaviors: Path, out: Path, config: FeatureConfig) -> dict
         quantiles = [k / config.dwell_buckets for k in range(1, config.dwell_buckets)]
         edges = con.sql(f"SELECT quantile_disc(dwell_seconds, {quantiles}) FROM train_mb").fetchall()[0][0]
         edges = sorted(set(float(e) for e in edges))  # ties in the data can merge two quantiles
+    interval_edges = _quantile_edges(con, "gap_seconds", config.interval_buckets)
 
     con.execute(f"""CREATE TABLE sku_vocab AS
                     SELECT (row_number() OVER (ORDER BY n DESC, sku) + 1)::INTEGER AS sku_id, sku, n AS train_count
@@ -119,6 +140,7 @@ def _build(con, micro_behaviors: Path, out: Path, config: FeatureConfig) -> dict
                     SELECT s.split, s.session_index, m.position, m.macro::INTEGER AS macro,
                            coalesce(v.sku_id, {OOV})::INTEGER AS sku_id, m.activity::TINYINT AS activity,
                            {_bucket_sql(edges)}::TINYINT AS dwell_bucket,
+                           {_interval_sql(interval_edges)}::TINYINT AS interval_bucket,
                            (row_number() OVER (PARTITION BY s.split ORDER BY s.session_index, m.position) - 1)::BIGINT
                                AS flat_index
                     FROM mb m JOIN sessions s USING (session_id) LEFT JOIN sku_vocab v USING (sku)""")
@@ -128,6 +150,7 @@ def _build(con, micro_behaviors: Path, out: Path, config: FeatureConfig) -> dict
         "synthetic": is_synthetic(str(micro_behaviors)),
         "config": asdict(config),
         "dwell_edges": edges,
+        "interval_edges": interval_edges,
         "n_skus": con.sql("SELECT count(*) FROM sku_vocab").fetchall()[0][0],
         "splits": {},
     }
@@ -141,6 +164,8 @@ def _build(con, micro_behaviors: Path, out: Path, config: FeatureConfig) -> dict
         "activity": {str(code): name for code, name in ACTIVITY_NAMES.items()},
         "dwell_edges": edges,
         "n_dwell_buckets": len(edges) + 1,
+        "interval_edges": interval_edges,
+        "n_interval_buckets": len(interval_edges) + 2,
     }
     (out / "vocab.json").write_text(json.dumps(vocab) + "\n")
     return summary
@@ -154,12 +179,14 @@ def _column(con, sql: str, dtype) -> np.ndarray:
 def _write_split(con, folder: Path, split: str, config: FeatureConfig) -> dict:
     folder.mkdir(parents=True)
     rows = con.sql(
-        f"SELECT sku_id, activity, dwell_bucket, macro FROM encoded WHERE split = '{split}' ORDER BY flat_index"
+        f"SELECT sku_id, activity, dwell_bucket, interval_bucket, macro FROM encoded "
+        f"WHERE split = '{split}' ORDER BY flat_index"
     ).to_arrow_table()
     for name, column, dtype in (
         ("sku", "sku_id", np.int32),
         ("activity", "activity", np.int8),
         ("dwell", "dwell_bucket", np.int8),
+        ("interval", "interval_bucket", np.int8),
         ("macro", "macro", np.int32),
     ):
         np.save(folder / f"{name}.npy", _as(rows, column, dtype))

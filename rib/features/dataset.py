@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from rib.schema import FEATURES
+
 ARRAYS = (
     "sku",
     "activity",
     "dwell",
+    "interval",
     "macro",
     "session_offsets",
     "example_start",
@@ -27,11 +30,13 @@ ARRAYS = (
 class Batch:
     """Left-aligned inputs, padded with 0 after each example's last micro-behavior."""
 
-    sku: np.ndarray  # (B, L) int64
-    activity: np.ndarray  # (B, L) int64
-    dwell: np.ndarray  # (B, L) int64
+    inputs: np.ndarray  # (B, L, F) int64, F = len(FEATURES): sku, activity, dwell, interval
     lengths: np.ndarray  # (B,) int64, at least 1 for every example
     target: np.ndarray  # (B,) int64
+
+    @property
+    def sku(self) -> np.ndarray:  # (B, L)
+        return self.inputs[..., 0]
 
     @property
     def last_sku(self) -> np.ndarray:  # (B,)
@@ -43,6 +48,7 @@ class SplitData:
     sku: np.ndarray
     activity: np.ndarray
     dwell: np.ndarray
+    interval: np.ndarray
     macro: np.ndarray
     session_offsets: np.ndarray
     example_start: np.ndarray
@@ -74,10 +80,9 @@ class SplitData:
         position = start[:, None] + np.arange(width)[None, :]  # (B, L)
         valid = position < end[:, None]
         position = np.where(valid, position, 0)
+        columns = [np.where(valid, getattr(self, name)[position], 0) for name in FEATURES]
         return Batch(
-            sku=np.where(valid, self.sku[position], 0).astype(np.int64),
-            activity=np.where(valid, self.activity[position], 0).astype(np.int64),
-            dwell=np.where(valid, self.dwell[position], 0).astype(np.int64),
+            inputs=np.stack(columns, axis=-1).astype(np.int64),
             lengths=lengths,
             target=np.asarray(self.example_target[indices], np.int64),
         )
@@ -125,6 +130,10 @@ class FeatureSet:
     @property
     def n_dwell_buckets(self) -> int:
         return self.vocab["n_dwell_buckets"]
+
+    @property
+    def n_interval_buckets(self) -> int:
+        return self.vocab["n_interval_buckets"]
 
     @property
     def max_len(self) -> int:

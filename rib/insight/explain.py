@@ -10,22 +10,27 @@ import numpy as np
 import torch
 
 from rib.evaluation.metrics import target_ranks
-from rib.features.dataset import FeatureSet
-from rib.models.checkpoint import load_checkpoint
+from rib.features.dataset import Batch, FeatureSet
+from rib.models.checkpoint import Checkpoint, load_checkpoint
 from rib.schema import ACTIVITY_NAMES, OOV, VARIANT_NAMES
 
 
 @torch.no_grad()
-def explain(models: dict[str, object], sku: np.ndarray, activity: np.ndarray, dwell: np.ndarray, target: int) -> dict:
-    """models: variant -> RIB (same features). Inputs are id arrays of one session (L,)."""
-    tensors = [torch.as_tensor(np.asarray(a, np.int64))[None, :] for a in (sku, activity, dwell)]
-    lengths = torch.tensor([len(sku)])
+def explain(checkpoints: dict[str, Checkpoint], inputs: np.ndarray, target: int) -> dict:
+    """checkpoints: variant -> RIB checkpoint (same features). inputs: (L, F) feature ids of one session."""
+    inputs = np.asarray(inputs, np.int64)
+    x = torch.as_tensor(inputs)[None]  # (1, L, F)
+    lengths = torch.tensor([len(inputs)])
     result = {}
-    for variant, model in models.items():
-        model.eval()
-        scores, attention = model.score_and_attention(*tensors, lengths)
+    for variant, checkpoint in checkpoints.items():
+        model = checkpoint.model.eval()
+        prior = None
+        if checkpoint.neighbors is not None:
+            batch = Batch(inputs[None], np.array([len(inputs)]), np.array([target]))
+            prior = torch.as_tensor(checkpoint.neighbors.distribution(batch))
+        scores, attention = model.score_and_attention(x, lengths, prior)
         scores = scores.numpy().astype(np.float64)
-        scores[0, int(sku[-1])] = -np.inf  # the evaluation protocol: the last SKU is never next
+        scores[0, int(inputs[-1, 0])] = -np.inf  # the evaluation protocol: the last SKU is never next
         rank = target_ranks(scores, np.array([target]))[0]
         weights = attention[0].tolist()
         result[variant] = {"attention": weights, "rank": None if np.isinf(rank) else int(rank)}
@@ -72,19 +77,15 @@ def write_case_study(features: FeatureSet, model_dirs: dict[str, str | Path], ou
     edges = vocab["dwell_edges"]
     bounds = [0, *edges]
     dwell_names = [f"{bounds[i]:g}-{bounds[i + 1]:g}s" for i in range(len(edges))] + [f">{edges[-1]:g}s"]
-    models = {variant: load_checkpoint(folder).model for variant, folder in model_dirs.items()}
+    checkpoints = {variant: load_checkpoint(folder) for variant, folder in model_dirs.items()}
     test = features.test
     cases = []
     for example in case_study_sessions(features):
         batch = test.batch(np.array([example]))
-        n = int(batch.lengths[0])
-        sku, activity, dwell = batch.sku[0, :n], batch.activity[0, :n], batch.dwell[0, :n]
+        inputs = batch.inputs[0, : int(batch.lengths[0])]  # (L, F)
         target = int(batch.target[0])
-        explanation = explain(models, sku, activity, dwell, target)
-        labels = [
-            f"{vocab['sku'][s]} {ACTIVITY_NAMES[int(a)]} {dwell_names[int(d) - 1]}"
-            for s, a, d in zip(sku, activity, dwell, strict=True)
-        ]
+        explanation = explain(checkpoints, inputs, target)
+        labels = [f"{vocab['sku'][s]} {ACTIVITY_NAMES[int(a)]} {dwell_names[int(d) - 1]}" for s, a, d, _ in inputs]
         title = f"test example {example}: next product {vocab['sku'][target]}" + (" (SYNTHETIC)" if synthetic else "")
         figure = heatmap_png(explanation, labels, out_dir / f"case_{example}.png", title)
         cases.append(

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
-from rib.config import BPRConfig
+from rib.config import BPRConfig, EvaluationConfig
 from rib.features.dataset import Batch, FeatureSet, SplitData
 from rib.models.base import only_products
 from rib.schema import FIRST_SKU_ID, OOV
@@ -66,22 +68,166 @@ class SessionPop:
         return only_products(scores)
 
 
+def item_similarity(train: SplitData, n_items: int) -> sp.csr_matrix:
+    """(V, V) Item-KNN similarity: freq(ij) / sqrt(freq(i) freq(j)) over sessions as sets, no diagonal."""
+    sessions_by_item = session_item_matrix(train, n_items)
+    co = (sessions_by_item.T @ sessions_by_item).tocsr()  # (V, V) freq(ij), diagonal freq(i)
+    freq = co.diagonal()
+    norm = np.sqrt(np.where(freq > 0, freq, 1.0))
+    similarity = (sp.diags(1.0 / norm) @ co @ sp.diags(1.0 / norm)).tocsr()
+    similarity = (similarity - sp.diags(similarity.diagonal())).tocsr()  # no self-similarity
+    similarity.eliminate_zeros()
+    return similarity
+
+
 class ItemKNN:
     name = "Item-KNN"
 
     def fit(self, features: FeatureSet) -> ItemKNN:
-        sessions_by_item = session_item_matrix(features.train, features.n_items)
-        co = (sessions_by_item.T @ sessions_by_item).tocsr()  # (V, V) freq(ij), diagonal freq(i)
-        freq = co.diagonal()
-        norm = np.sqrt(np.where(freq > 0, freq, 1.0))
-        similarity = (sp.diags(1.0 / norm) @ co @ sp.diags(1.0 / norm)).tocsr()
-        similarity = (similarity - sp.diags(similarity.diagonal())).tocsr()  # no self-similarity
-        similarity.eliminate_zeros()
-        self.similarity = similarity
+        self.similarity = item_similarity(features.train, features.n_items)
         return self
 
     def score(self, batch: Batch) -> np.ndarray:
         return only_products(self.similarity[batch.last_sku].toarray())
+
+
+class SessionPopItemKNN:
+    """S-POP, then Item-KNN: the session's own products by S-POP's order first, then the Item-KNN
+    neighbours of the last product by similarity, then everything else by popularity."""
+
+    name = "S-POP+Item-KNN"
+
+    def fit(self, features: FeatureSet) -> SessionPopItemKNN:
+        self.session_pop = SessionPop().fit(features)
+        self.item_knn = ItemKNN().fit(features)
+        return self
+
+    def score(self, batch: Batch) -> np.ndarray:
+        spop = self.session_pop.score(batch)  # session products >= 2, others popularity in [0, 1)
+        neighbours = self.item_knn.similarity[batch.last_sku].toarray()  # (B, V) in [0, 1]
+        outside = (spop < 2) & (neighbours > 0)
+        return np.where(outside, 1.0 + neighbours, spop)  # neighbours in (1, 2]: between the two
+
+
+class SessionKNN:
+    """SKNN (Jannach & Ludewig, RecSys 2017; Ludewig & Jannach 2018): the k training sessions most
+    similar to the input (cosine between sets of products) vote for their products, each with its
+    similarity. V-SKNN weighs the input's products by position (linear decay from the last one).
+    Nothing is trained; k is chosen on the validation split among `K_CHOICES`."""
+
+    name = "SKNN"
+    K_CHOICES = (50, 100, 200, 500)
+    positional = False
+
+    def __init__(self, evaluation: EvaluationConfig) -> None:
+        self.evaluation = evaluation
+
+    def fit(self, features: FeatureSet) -> SessionKNN:
+        from rib.evaluation.metrics import evaluate
+
+        sessions = session_item_matrix(features.train, features.n_items)  # (S, V) binary
+        self.sessions = sessions
+        self.session_norm = np.sqrt(np.asarray(sessions.sum(axis=1)).ravel())  # (S,)
+        self.n_items = features.n_items
+        chosen = None
+        for k in self.K_CHOICES:
+            self.k = k
+            figures = evaluate(self.score, features.validation, self.evaluation, features.n_items)
+            key = (figures[f"recall@{self.evaluation.k}"], figures[f"mrr@{self.evaluation.k}"])
+            if chosen is None or key > chosen[0]:
+                chosen = (key, k)
+        self.k = chosen[1]
+        self.validation_k = {"k": self.k, "choices": list(self.K_CHOICES)}
+        return self
+
+    def query(self, batch: Batch) -> sp.csr_matrix:
+        """(B, V) the inputs as product vectors: 1 per product, or V-SKNN's position weights."""
+        B, L = batch.sku.shape
+        real = ((np.arange(L)[None, :] < batch.lengths[:, None]) & (batch.sku > OOV)).ravel()
+        weights = np.ones((B, L))
+        if self.positional:  # linear decay: the last product 1, the one before (n-1)/n, ...
+            weights = (np.arange(1, L + 1)[None, :] / batch.lengths[:, None]).clip(max=1.0)
+        rows = np.repeat(np.arange(B), L)[real]
+        matrix = sp.coo_matrix((weights.ravel()[real], (rows, batch.sku.ravel()[real])), shape=(B, self.n_items))
+        return _row_max(matrix)  # a product seen twice counts once, with its latest (largest) weight
+
+    def similarities(self, batch: Batch, own_session: np.ndarray | None = None) -> np.ndarray:
+        """(B, S) cosine similarity of each input to the training sessions, 0 outside its k nearest
+        (and for its own session, `own_session`, where the input comes from the training split)."""
+        query = self.query(batch)  # (B, V)
+        query_norm = np.sqrt(np.asarray(query.multiply(query).sum(axis=1)).ravel())  # (B,)
+        overlap = (query @ self.sessions.T).toarray()  # (B, S)
+        similarity = overlap / np.maximum(query_norm[:, None] * self.session_norm[None, :], 1e-12)  # cosine
+        if own_session is not None:
+            similarity[np.arange(len(similarity)), own_session] = 0.0  # leave the session itself out
+        if similarity.shape[1] > self.k:  # keep the k most similar sessions of each input
+            cut = np.partition(similarity, -self.k, axis=1)[:, -self.k][:, None]
+            similarity = np.where(similarity >= cut, similarity, 0.0)
+        return similarity
+
+    def score(self, batch: Batch) -> np.ndarray:
+        return only_products(self.similarities(batch) @ self.sessions)  # (B, V): each neighbour votes
+
+    def distribution(self, batch: Batch) -> np.ndarray:
+        """(B, V) the votes as probabilities over the catalog (a row of 0 where no session is similar)."""
+        votes = np.asarray(self.similarities(batch) @ self.sessions)  # (B, V)
+        votes[:, :FIRST_SKU_ID] = 0.0
+        return votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-12)
+
+    def target_probabilities(self, data: SplitData, own_sessions: bool, batch_size: int = 2048) -> np.ndarray:
+        """The probability `distribution` gives each example's target in `data` (N,); with
+        `own_sessions` (the training split itself) each input's own session is left out."""
+        sizes = np.asarray(self.sessions.sum(axis=1)).ravel()  # (S,) products per session
+        columns = self.sessions.tocsc()
+        result = []
+        for first in range(0, data.n_examples, batch_size):
+            index = np.arange(first, min(first + batch_size, data.n_examples))
+            batch = data.batch(index)
+            own = np.asarray(data.example_session[index]) if own_sessions else None
+            similarity = self.similarities(batch, own)  # (B, S)
+            votes = np.asarray(columns[:, batch.target].multiply(similarity.T).sum(axis=0)).ravel()  # (B,)
+            votes[batch.target < FIRST_SKU_ID] = 0.0
+            result.append(votes / np.maximum(similarity @ sizes, 1e-12))
+        return np.concatenate(result) if result else np.zeros(0)
+
+    def save(self, path: Path) -> None:
+        """The index (training sessions as product sets, k) for a checkpoint."""
+        np.savez(
+            path,
+            data=self.sessions.data,
+            indices=self.sessions.indices,
+            indptr=self.sessions.indptr,
+            shape=np.array(self.sessions.shape),
+            k=np.array(self.k),
+            positional=np.array(self.positional),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> SessionKNN:
+        with np.load(path, allow_pickle=False) as saved:
+            model = (VSessionKNN if bool(saved["positional"]) else SessionKNN)(EvaluationConfig())
+            model.sessions = sp.csr_matrix(
+                (saved["data"], saved["indices"], saved["indptr"]), shape=tuple(saved["shape"])
+            )
+            model.k = int(saved["k"])
+        model.n_items = model.sessions.shape[1]
+        model.session_norm = np.sqrt(np.asarray(model.sessions.sum(axis=1)).ravel())
+        return model
+
+
+class VSessionKNN(SessionKNN):
+    name = "V-SKNN"
+    positional = True
+
+
+def _row_max(matrix: sp.coo_matrix | sp.csr_matrix) -> sp.csr_matrix:
+    """Duplicate (row, column) entries reduced by their maximum."""
+    coo = matrix.tocoo()
+    order = np.lexsort((-coo.data, coo.col, coo.row))
+    rows, cols, data = coo.row[order], coo.col[order], coo.data[order]
+    first = np.ones(len(rows), bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+    return sp.csr_matrix((data[first], (rows[first], cols[first])), shape=matrix.shape)
 
 
 def session_item_matrix(train: SplitData, n_items: int) -> sp.csr_matrix:
@@ -152,12 +298,25 @@ class Word2VecAvg(Word2VecLast):
         return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
 
 
-BASELINES = {model.name: model for model in (Pop, SessionPop, ItemKNN, BPRMF, Word2VecLast, Word2VecAvg)}
+BASELINES = {
+    model.name: model
+    for model in (
+        Pop,
+        SessionPop,
+        ItemKNN,
+        SessionPopItemKNN,
+        SessionKNN,
+        VSessionKNN,
+        BPRMF,
+        Word2VecLast,
+        Word2VecAvg,
+    )
+}
 NEEDS_WORD2VEC = {Word2VecLast.name, Word2VecAvg.name}
 
 
-def make_baseline(name: str, bpr: BPRConfig, word2vec_sku: np.ndarray | None = None):
-    """An unfitted baseline by its name in the comparison table."""
+def make_baseline(name: str, bpr: BPRConfig, evaluation: EvaluationConfig, word2vec_sku: np.ndarray | None = None):
+    """An unfitted baseline (one that needs no training loop) by its name in the comparison table."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; known: {list(BASELINES)}")
     if name in NEEDS_WORD2VEC:
@@ -166,4 +325,6 @@ def make_baseline(name: str, bpr: BPRConfig, word2vec_sku: np.ndarray | None = N
         return BASELINES[name](word2vec_sku)
     if name == BPRMF.name:
         return BPRMF(bpr)
+    if issubclass(BASELINES[name], SessionKNN):
+        return BASELINES[name](evaluation)
     return BASELINES[name]()

@@ -1,4 +1,5 @@
-"""Training RIB: every prefix target of a session in one pass, early stopping on validation.
+"""Training a next-product network (RIB, and the SASRec, NARM and GRU4Rec baselines): every
+prefix target of a session in one pass, early stopping on validation.
 
 Training sequences are windows of the training sessions chosen so that every target is
 predicted once, from exactly the input its evaluation example would have (the last `max_len`
@@ -7,7 +8,7 @@ position t predicts the SKU at t + 1 whenever t + 1 starts a new macro interacti
 out-of-vocabulary target is skipped. Mini-batches are gathered from
 the stored flat arrays with tensor indexing on the training device: no per-example Python.
 
-The epoch with the best validation Recall@k (MRR@k breaks ties) is kept. `RIBRecommender`
+The epoch with the best validation Recall@k (MRR@k breaks ties) is kept. `NetworkRecommender`
 puts training and scoring behind the contract every model shares (rib.models.base); the test
 split is evaluated by the caller, once, like every other model's.
 """
@@ -24,18 +25,19 @@ from typing import Self
 import numpy as np
 import torch
 
-from rib.config import EvaluationConfig, RIBConfig, TrainConfig
+from rib.config import EvaluationConfig, NetworkConfig, TrainConfig
 from rib.evaluation.metrics import evaluate
 from rib.features.dataset import Batch, FeatureSet, SplitData
 from rib.models.base import only_products
-from rib.models.rib import RIB
-from rib.schema import OOV
+from rib.models.network import NextItemNetwork
+from rib.models.networks import build_network
+from rib.schema import FEATURES, OOV
 
 
 @dataclass
 class TrainResult:
-    model: RIB  # the best epoch's weights
-    model_config: RIBConfig  # the resolved configurations the run used
+    model: NextItemNetwork  # the best epoch's weights
+    model_config: NetworkConfig  # the resolved configurations the run used
     train_config: TrainConfig
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
@@ -83,12 +85,18 @@ def training_windows(data: SplitData, window: int) -> tuple[np.ndarray, np.ndarr
 class WindowLoader:
     """Holds the split's flat arrays on the device and gathers padded windows by index."""
 
-    def __init__(self, data: SplitData, window: int, device: torch.device) -> None:
+    def __init__(
+        self, data: SplitData, window: int, device: torch.device, target_prior: np.ndarray | None = None
+    ) -> None:
+        """`target_prior` (one float per micro-behavior of the split): the session neighbourhood's
+        probability of that micro-behavior's SKU as the next product after its input, where it
+        is a target; gathered with each target (for a network with `neighbors`)."""
         self.device = device
         self.width = window + 1  # a window holds up to `window` inputs and the target after them
         as_tensor = lambda a: torch.as_tensor(np.asarray(a, np.int64), device=device)  # noqa: E731
-        self.sku, self.activity, self.dwell = as_tensor(data.sku), as_tensor(data.activity), as_tensor(data.dwell)
+        self.features = torch.stack([as_tensor(getattr(data, name)) for name in FEATURES], dim=-1)  # (N, F)
         self.macro = as_tensor(data.macro)
+        self.prior = None if target_prior is None else torch.as_tensor(target_prior, dtype=torch.float32, device=device)
         starts, ends, first_trained = training_windows(data, window)
         self.starts, self.ends, self.first_trained = as_tensor(starts), as_tensor(ends), as_tensor(first_trained)
         self.n_micro_behaviors = int((ends - starts).sum())
@@ -104,9 +112,8 @@ class WindowLoader:
         position = start[:, None] + offset  # (B, T)
         real = position < end[:, None]
         position = torch.where(real, position, 0)
-        sku = torch.where(real, self.sku[position], 0)
-        activity = torch.where(real, self.activity[position], 0)
-        dwell = torch.where(real, self.dwell[position], 0)
+        x = torch.where(real[..., None], self.features[position], 0)  # (B, T, F)
+        sku = x[..., 0]
         macro = self.macro[position]
         # The prefix ending at t predicts t + 1 when t + 1 is real, starts a macro interaction,
         # is in the vocabulary, and t is a prefix this window trains.
@@ -118,17 +125,20 @@ class WindowLoader:
             & (offset[:, :-1] >= self.first_trained[index][:, None])
         )
         targets = sku[:, 1:][target_mask[:, :-1]]
-        return sku, activity, dwell, target_mask, targets, real.sum()  # the count stays on the device
+        priors = None if self.prior is None else self.prior[position[:, 1:][target_mask[:, :-1]]]
+        return x, target_mask, targets, priors, real.sum()  # the count stays on the device
 
 
 @torch.no_grad()
-def score_batch(model: RIB, batch: Batch, bf16: bool = True) -> np.ndarray:
-    """(B, V) scores of `model` for a batch of stored examples, as the contract returns them."""
+def score_batch(model: NextItemNetwork, batch: Batch, bf16: bool = True, neighbors=None) -> np.ndarray:
+    """(B, V) scores of `model` for a batch of stored examples, as the contract returns them;
+    `neighbors` (a fitted VSessionKNN) for a network that mixes in the session neighbourhood."""
     model.eval()
     device = next(model.parameters()).device
-    tensors = [torch.as_tensor(a, device=device) for a in (batch.sku, batch.activity, batch.dwell, batch.lengths)]
+    x, lengths = torch.as_tensor(batch.inputs, device=device), torch.as_tensor(batch.lengths, device=device)
+    prior = None if neighbors is None else torch.as_tensor(neighbors.distribution(batch), device=device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and bf16):
-        scores = model.score_all(*tensors)
+        scores = model.score_all(x, lengths, prior)
     return only_products(scores.float().cpu().numpy())
 
 
@@ -138,25 +148,36 @@ def _better(new: dict, best: dict | None, k: int) -> bool:
     return (new[f"recall@{k}"], new[f"mrr@{k}"]) > (best[f"recall@{k}"], best[f"mrr@{k}"])
 
 
-def train_rib(
+def train_network(
     features: FeatureSet,
-    model_config: RIBConfig,
+    model_config: NetworkConfig,
     config: TrainConfig,
     evaluation: EvaluationConfig,
     pretrained: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     log: Callable[[str], None] = print,
+    neighbors=None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Train on `features.train`, keep the epoch with the best validation figures."""
+    """Train on `features.train`, keep the epoch with the best validation figures. `neighbors`: the
+    fitted V-SKNN index a network with `neighbors` mixes in; `on_epoch` sees each epoch's record (a
+    tuning study prunes a trial from it)."""
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
-    model = RIB(model_config)
-    if pretrained:
+    model = build_network(model_config)
+    if model.neighbors and neighbors is None:
+        raise ValueError("a network with neighbors needs the fitted session neighbourhood")
+    if pretrained and model_config.word2vec_init:
         model.load_pretrained({k: (torch.as_tensor(v), torch.as_tensor(m)) for k, (v, m) in pretrained.items()})
     model.to(device)
     optimizer = make_optimizer(model, config, device)
-    loader = WindowLoader(features.train, features.max_len, device)
+    prior = None
+    if model.neighbors:  # each training target's neighbourhood probability, its own session left out
+        train = features.train
+        prior = np.zeros(len(train.sku), np.float32)
+        prior[np.asarray(train.example_end)] = neighbors.target_probabilities(train, own_sessions=True)
+    loader = WindowLoader(features.train, features.max_len, device, prior)
     generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(model=model, model_config=model_config, train_config=config, device=str(device))
     best_state, best_optimizer, best_validation, stale = None, None, None, 0
@@ -167,7 +188,10 @@ def train_rib(
         total_micro += epoch_micro
         total_seconds += seconds
         figures = evaluate(
-            lambda batch: score_batch(model, batch, config.bf16), features.validation, evaluation, features.n_items
+            lambda batch: score_batch(model, batch, config.bf16, neighbors),
+            features.validation,
+            evaluation,
+            features.n_items,
         )
         record = {
             "epoch": epoch,
@@ -177,6 +201,8 @@ def train_rib(
             **{f"validation_{key}": value for key, value in figures.items()},
         }
         result.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
         log(
             f"epoch {epoch}: loss {record['train_loss']:.4f}, {seconds:.1f} s "
             f"({record['micro_behaviors_per_second']:,.0f} micro-behaviors/s), "
@@ -198,7 +224,7 @@ def train_rib(
     return result
 
 
-def make_optimizer(model: RIB, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(model: NextItemNetwork, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW with weight decay on the weight matrices only: never on biases or embedding tables."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     decay = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in embeddings]
@@ -212,7 +238,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def train_epoch(
-    model: RIB,
+    model: NextItemNetwork,
     loader: WindowLoader,
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
@@ -236,14 +262,13 @@ def train_epoch(
     started = time.perf_counter()
     total_loss, total_micro, n_batches = torch.zeros((), device=device), torch.zeros((), device=device), 0
     for first in progress:
-        sku, activity, dwell, target_mask, targets, n_micro = loader.gather(order[first : first + config.batch_size])
+        x, target_mask, targets, priors, n_micro = loader.gather(order[first : first + config.batch_size])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = model.loss(
-                sku,
-                activity,
-                dwell,
+                x,
                 target_mask,
                 targets,
+                priors,
                 chunk=chunk,
                 compute_dtype=torch.bfloat16 if use_bf16 else None,
                 compile=compile_loss,
@@ -286,33 +311,56 @@ def _progress(iterable, description: str, enabled: bool):
     return tqdm(iterable, desc=description, unit="batch", leave=False, disable=None)
 
 
-class RIBRecommender:
-    """RIB behind the contract every model shares (rib.models.base.Recommender): `fit` trains with
-    early stopping on the validation split, `score` ranks the catalog with the kept weights."""
+class NetworkRecommender:
+    """A trained network behind the contract every model shares (rib.models.base.Recommender):
+    `fit` trains with early stopping on the validation split, `score` ranks the catalog with the
+    kept weights. `name` is the model's name in the comparison (RIB, RIB-Attention, SASRec, ...)."""
 
     def __init__(
         self,
-        model_config: RIBConfig,
+        name: str,
+        model_config: NetworkConfig,
         train_config: TrainConfig,
         evaluation: EvaluationConfig,
         pretrained: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
         log: Callable[[str], None] = print,
+        on_epoch: Callable[[dict], None] | None = None,
     ) -> None:
-        self.name = "RIB" if model_config.attention else "RIB-Attention"
+        self.name = name
+        self.on_epoch = on_epoch
         self.model_config, self.train_config, self.evaluation = model_config, train_config, evaluation
         self.pretrained, self.log = pretrained, log
         self.result: TrainResult | None = None
 
     def fit(self, features: FeatureSet) -> Self:
         model_config = sized_for(features, self.model_config)
-        self.result = train_rib(features, model_config, self.train_config, self.evaluation, self.pretrained, self.log)
+        self.neighbors = None
+        if getattr(model_config, "neighbors", False) and getattr(model_config, "repeat", False):
+            from rib.models.baselines import VSessionKNN
+
+            self.neighbors = VSessionKNN(self.evaluation).fit(features)  # its k chosen on validation
+        self.result = train_network(
+            features,
+            model_config,
+            self.train_config,
+            self.evaluation,
+            self.pretrained,
+            self.log,
+            self.neighbors,
+            self.on_epoch,
+        )
         self.model = self.result.model
         return self
 
     def score(self, batch: Batch) -> np.ndarray:
-        return score_batch(self.model, batch, self.train_config.bf16)
+        return score_batch(self.model, batch, self.train_config.bf16, self.neighbors)
 
 
-def sized_for(features: FeatureSet, config: RIBConfig) -> RIBConfig:
+def sized_for(features: FeatureSet, config: NetworkConfig) -> NetworkConfig:
     """`config` with the vocabulary sizes of `features`."""
-    return dataclasses.replace(config, n_items=features.n_items, n_dwell=features.n_dwell_buckets + 1)
+    return dataclasses.replace(
+        config,
+        n_items=features.n_items,
+        n_dwell=features.n_dwell_buckets + 1,
+        n_interval=features.n_interval_buckets + 1,
+    )

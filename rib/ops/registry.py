@@ -4,6 +4,7 @@ beats the champion's on the same data version."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -47,30 +48,44 @@ def evaluate_checkpoint_on(checkpoint_dir: str | Path, features_dir: str | Path,
 
     checkpoint = load_checkpoint(checkpoint_dir)
     model, theirs = checkpoint.model, checkpoint.vocab
-    ours = load_vocab(features_dir)["sku"]
+    ours_vocab = load_vocab(features_dir)
+    ours = ours_vocab["sku"]
     their_index = {sku: i for i, sku in enumerate(theirs["sku"])}
     to_theirs = np.array([their_index.get(sku, OOV) if i > OOV else i for i, sku in enumerate(ours)])
     our_index = {sku: i for i, sku in enumerate(ours)}
     from_theirs = np.array([our_index.get(sku, -1) if i > OOV else -1 for i, sku in enumerate(theirs["sku"])])
     scorable = from_theirs >= 0
-    their_edges, our_edges = theirs["dwell_edges"], load_vocab(features_dir)["dwell_edges"]
-    if their_edges != our_edges:  # dwell buckets are re-cut on new data: map through bucket midpoints
-        mids = np.array(
-            [0.0] + [(a + b) / 2 for a, b in zip([0.0, *our_edges], [*our_edges, our_edges[-1] * 2], strict=True)]
-        )
-        to_their_bucket = np.array([0] + [1 + int((m > np.array(their_edges)).sum()) for m in mids[1:]])
-    else:
-        to_their_bucket = np.arange(len(our_edges) + 2)
+    to_their_dwell = _bucket_map(ours_vocab["dwell_edges"], theirs["dwell_edges"], first=1)
+    to_their_interval = _bucket_map(ours_vocab["interval_edges"], theirs.get("interval_edges", []), first=2)
 
     @torch.no_grad()
     def score(batch):
-        inputs = [torch.as_tensor(a) for a in (to_theirs[batch.sku], batch.activity, to_their_bucket[batch.dwell])]
-        their_scores = model.score_all(*inputs, torch.as_tensor(batch.lengths)).float().numpy()
+        inputs = batch.inputs.copy()
+        inputs[..., 0] = to_theirs[inputs[..., 0]]
+        inputs[..., 2] = to_their_dwell[inputs[..., 2]]
+        inputs[..., 3] = to_their_interval[inputs[..., 3]]
+        prior = None
+        if checkpoint.neighbors is not None:  # their index votes on their ids
+            prior = torch.as_tensor(checkpoint.neighbors.distribution(dataclasses.replace(batch, inputs=inputs)))
+        their_scores = model.score_all(torch.as_tensor(inputs), torch.as_tensor(batch.lengths), prior).float().numpy()
         scores = np.full((len(batch.lengths), len(ours)), -np.inf)
         scores[:, from_theirs[scorable]] = their_scores[:, scorable]
         return scores
 
     return evaluate(score, SplitData.load(features_dir, "test"), evaluation, n_items=len(ours))
+
+
+def _bucket_map(our_edges: list[float], their_edges: list[float], first: int):
+    """Our bucket ids -> the checkpoint's, through each bucket's midpoint (buckets are re-cut on new
+    data). Ids below `first` (padding, and the interval's "none") map to themselves."""
+    import numpy as np
+
+    if our_edges == their_edges:
+        return np.arange(len(our_edges) + first + 1)
+    upper = [*our_edges, (our_edges[-1] * 2) if our_edges else 1.0]
+    mids = [(a + b) / 2 for a, b in zip([0.0, *our_edges], upper, strict=True)]
+    mapped = [first + int((m > np.asarray(their_edges)).sum()) for m in mids]
+    return np.array(list(range(first)) + mapped)
 
 
 def register_model(
@@ -101,7 +116,8 @@ def register_model(
         serving = Path(tmp) / "checkpoint"  # what serving reads: weights, config, vocabulary (no optimizer state)
         serving.mkdir()
         for name in SERVING_FILES:
-            shutil.copy2(Path(checkpoint_dir) / name, serving / name)
+            if (Path(checkpoint_dir) / name).exists():
+                shutil.copy2(Path(checkpoint_dir) / name, serving / name)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),

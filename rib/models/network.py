@@ -1,0 +1,197 @@
+"""What every trained next-product network shares: the input embeddings, the output layer over the
+whole catalog, the loss of every prefix target in one pass, and the scorer.
+
+A subclass (RIB, SASRec, NARM) writes `encode`: from the inputs x (B, T, F) of every prefix at once
+to pooled vectors o (B, T, H) and attention weights α (B, T, T) (row t over the positions u <= t
+that prefix t reads; one-hot on t for a model without attention). The rest is here:
+
+    logits = W_o o + b_o over every product (or o projected and scored against the SKU embeddings)
+    with `repeat`, a repeat-explore mixture (RepeatNet, Ren et al. AAAI 2019):
+        λ = σ(w_r·o + b_r),  p(y) = λ Σ_{t: p_t = y} α_t + (1 - λ) softmax(logits)_y
+    with `neighbors` as well, a third part: the votes of the session's nearest training sessions
+        (V-SKNN, rib.models.baselines.VSessionKNN) as a distribution p_nbr over the catalog,
+        (g_r, g_n, g_e) = softmax([W_g o, 0]),  p(y) = g_r p_rep(y) + g_n p_nbr(y) + g_e softmax(logits)_y
+        p_nbr comes from outside the network (`neighbor_prob`): the trainer computes it per target.
+    and `explore_loss` adds the explore softmax's own cross-entropy to the loss, with that weight.
+
+x holds the features of rib.schema.FEATURES on its last axis (sku, activity, dwell, interval);
+`config.variant` says which of them enter next to the SKU. Padding comes after the real positions,
+so it never enters a prefix.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rib.config import NetworkConfig
+from rib.models.loss import linear_cross_entropy
+from rib.schema import FEATURES, VARIANTS
+
+
+def safe_log(prob: Tensor) -> Tensor:
+    """log(p), -inf where p = 0, without a NaN gradient there."""
+    positive = prob > 0
+    return torch.where(positive, torch.log(torch.where(positive, prob, 1.0)), float("-inf"))
+
+
+def mixture_log_prob(gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor) -> Tensor:
+    """log(Σ_i g_i p_i + g_e p_explore) in log space, with (g_1 .. g_P, g_e) = softmax([gate, 0]) (one
+    part: g = σ(gate), as in RepeatNet); the loss and the scorer both use it.
+
+    gate (..., P) is shaped to broadcast against the parts on its leading axes: (N, P) with parts
+    (N,) in the loss, (B, 1, P) with parts (B, V) in the scorer. A part's probability is 0 outside it
+    (a product not in the session): its log is -inf, without a NaN gradient."""
+    zero = torch.zeros_like(gate[..., :1])
+    log_gates = torch.log_softmax(torch.cat([gate, zero], dim=-1), dim=-1).unbind(-1)
+    terms = [log_g + safe_log(p) for log_g, p in zip(log_gates, parts, strict=False)]
+    terms.append(log_gates[-1] + explore_log_prob)
+    return torch.logsumexp(torch.stack(terms), dim=0)
+
+
+class NextItemNetwork(nn.Module):
+    def __init__(self, config: NetworkConfig, hidden: int) -> None:
+        super().__init__()
+        if config.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {config.variant!r}; expected one of {list(VARIANTS)}")
+        if config.n_items <= 2:
+            raise ValueError(f"n_items counts the catalog, padding and out-of-vocabulary ids: got {config.n_items}")
+        self.config = config
+        uses = VARIANTS[config.variant]
+        sizes = {
+            "sku": (config.n_items, config.d_sku),
+            "activity": (config.n_activities, config.d_activity),
+            "dwell": (config.n_dwell, config.d_dwell),
+            "interval": (config.n_interval, config.d_interval),
+        }
+        for name in FEATURES:  # sku_embedding, activity_embedding, ...: None where the variant has no such input
+            used = name == "sku" or name in uses
+            setattr(self, f"{name}_embedding", nn.Embedding(*sizes[name], padding_idx=0) if used else None)
+        self.d_in = sum(sizes[name][1] for name in FEATURES if getattr(self, f"{name}_embedding") is not None)
+        self.dropout = nn.Dropout(config.dropout)
+        self.repeat = bool(getattr(config, "repeat", False))
+        self.neighbors = bool(getattr(config, "neighbors", False)) and self.repeat
+        self.explore_loss = float(getattr(config, "explore_loss", 0.0)) if self.repeat else 0.0
+        if self.repeat:  # w_r, b_r: λ = P(repeat a session product); with neighbours, two logits
+            self.repeat_gate = nn.Linear(hidden, 2 if self.neighbors else 1)
+        if getattr(config, "tied_output", False):
+            self.output_projection = nn.Linear(hidden, config.d_sku)  # o -> d_P, then W_P^T
+            self.output_bias = nn.Parameter(torch.zeros(config.n_items))
+        else:
+            self.output = nn.Linear(hidden, config.n_items)  # W_o, b_o
+
+    def session_parts(
+        self, sku: Tensor, attention: Tensor, targets: Tensor | None = None, neighbor_prob: Tensor | None = None
+    ) -> list[Tensor]:
+        """The session-based parts of the mixture: p_rep, and p_nbr with neighbours (given).
+        sku, attention: (R, T) rows; with `targets` (R,) the probabilities of the targets (R,),
+        else of every product (R, V)."""
+        if targets is not None:
+            parts = [(attention * (sku == targets[:, None])).sum(dim=1)]  # (R,)
+        else:
+            parts = [
+                attention.new_zeros(len(sku), self.config.n_items).scatter_add(1, sku, attention)
+            ]  # padding adds 0
+        if self.neighbors:
+            if neighbor_prob is None:
+                raise ValueError("this network mixes in the session neighbourhood: pass its probabilities")
+            parts.append(neighbor_prob.float())
+        return parts
+
+    def embed(self, x: Tensor) -> Tensor:
+        """(B, T, F) ids -> (B, T, d_in): the variant's embeddings side by side."""
+        parts = [
+            table(x[..., i])
+            for i, name in enumerate(FEATURES)
+            if (table := getattr(self, f"{name}_embedding")) is not None
+        ]
+        return self.dropout(torch.cat(parts, dim=-1))
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Every prefix at once: pooled vectors (B, T, H) and attention weights (B, T, T)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.encode(x)
+
+    def output_layer(self, pooled: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(input to the softmax layer, its weight (V, ·), its bias (V,))."""
+        if hasattr(self, "output_projection"):
+            return self.output_projection(pooled), self.sku_embedding.weight, self.output_bias
+        return pooled, self.output.weight, self.output.bias
+
+    def loss(
+        self,
+        x: Tensor,
+        target_mask: Tensor,
+        targets: Tensor,
+        neighbor_prob: Tensor | None = None,
+        chunk: int = 4096,
+        compute_dtype: torch.dtype | None = None,
+        compile: bool = False,
+    ) -> Tensor:
+        """Mean cross-entropy of every target: target_mask (B, T) marks the positions whose
+        prefix predicts a next product; targets (N,) are those products in row-major order;
+        neighbor_prob (N,) the session neighbourhood's probability of each (with `neighbors`)."""
+        pooled, alpha = self.encode(x)
+        index = target_mask.flatten().nonzero().squeeze(1)  # (N,) one device-to-host sync
+        o = pooled.flatten(0, 1)[index]  # (N, H)
+        inputs, weight, bias = self.output_layer(o)
+        nll = linear_cross_entropy(inputs, weight, bias, targets, chunk, compute_dtype, compile)  # (N,)
+        if not self.repeat:
+            return nll.mean()
+        sku = x[..., 0]
+        rows = sku[index // sku.shape[1]]  # (N, T): the row each target's prefix comes from
+        parts = self.session_parts(rows, alpha.flatten(0, 1)[index].float(), targets, neighbor_prob)  # each (N,)
+        gate = self.repeat_gate(o).float()  # (N, P)
+        loss = -mixture_log_prob(gate, parts, -nll).mean()
+        # The explore part also learns on its own: where a session part already covers a target,
+        # the mixture's gradient barely reaches it (a part that is right early takes the gate).
+        return loss + self.explore_loss * nll.mean() if self.explore_loss else loss
+
+    def score_and_attention(
+        self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """One forward pass: the scores of every product for the next macro interaction after each
+        whole input (B, V), logits or, with `repeat`, the mixture's log-probabilities; and the
+        attention over the input (B, T), summing to 1 over real positions, 0 on padding."""
+        pooled, alpha = self.encode(x)
+        rows, last = torch.arange(len(lengths), device=x.device), lengths - 1
+        attention = alpha[rows, last]  # (B, T)
+        o = pooled[rows, last]  # (B, H)
+        inputs, weight, bias = self.output_layer(o)
+        logits = (inputs @ weight.t() + bias).float()  # (B, V)
+        if not self.repeat:
+            return logits, attention
+        parts = self.session_parts(x[..., 0], attention.float(), neighbor_prob=neighbor_prob)  # each (B, V)
+        gate = self.repeat_gate(o).float()[:, None, :]  # (B, 1, P)
+        return mixture_log_prob(gate, parts, torch.log_softmax(logits, dim=1)), attention
+
+    def score_all(self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None = None) -> Tensor:
+        return self.score_and_attention(x, lengths, neighbor_prob)[0]
+
+    def load_pretrained(self, vectors: dict[str, tuple[Tensor, Tensor]]) -> None:
+        """Copy word2vec vectors into the embedding tables (eq. 3's initial weights).
+        vectors: kind -> (matrix (n_ids, d), known (n_ids,) bool); rows not known keep their init."""
+        with torch.no_grad():
+            for kind, (matrix, known) in vectors.items():
+                table = getattr(self, f"{kind}_embedding", None)
+                if table is None:
+                    continue
+                if matrix.shape[1] != table.weight.shape[1]:
+                    raise ValueError(
+                        f"word2vec {kind} vectors have {matrix.shape[1]} dims, the model {table.weight.shape[1]}"
+                    )
+                rows = torch.nonzero(known[: table.weight.shape[0]]).squeeze(1)
+                table.weight[rows] = matrix[rows].to(table.weight.dtype)
+
+
+def causal_mask(T: int, device: torch.device) -> Tensor:
+    """(T, T) bool: prefix t sees positions u <= t."""
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+
+def last_state_attention(x: Tensor) -> Tensor:
+    """(B, T, T) one-hot rows: a model without attention reads only each prefix's last state."""
+    B, T = x.shape[:2]
+    return torch.eye(T, device=x.device).expand(B, T, T)

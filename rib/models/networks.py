@@ -1,0 +1,35 @@
+"""Which network class a configuration builds (the training loop and checkpoints go through here)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rib.config import NARMConfig, NetworkConfig, RIBConfig, SASRecConfig
+from rib.models.narm import NARM
+from rib.models.network import NextItemNetwork
+from rib.models.rib import RIB
+from rib.models.sasrec import SASRec
+
+NETWORKS: dict[str, tuple[type[NetworkConfig], type[NextItemNetwork]]] = {
+    "RIB": (RIBConfig, RIB),
+    "SASRec": (SASRecConfig, SASRec),
+    "NARM": (NARMConfig, NARM),
+}
+
+
+def build_network(config: NetworkConfig) -> NextItemNetwork:
+    for config_class, network_class in NETWORKS.values():
+        if type(config) is config_class:
+            return network_class(config)
+    raise ValueError(f"no network for {type(config).__name__}")
+
+
+def network_name(config: NetworkConfig) -> str:
+    return next(name for name, (config_class, _) in NETWORKS.items() if type(config) is config_class)
+
+
+def config_from_dict(name: str, values: dict) -> NetworkConfig:
+    """A checkpoint's config.json back into its dataclass."""
+    config_class = NETWORKS[name][0]
+    known = {f.name for f in dataclasses.fields(config_class)}
+    return config_class(**{k: v for k, v in values.items() if k in known})
