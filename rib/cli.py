@@ -153,7 +153,8 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     variant = args.variant if args.model in steps.LEARNED_MODELS else None
     best = tune(params, paths, args.model, variant, args.trials, tracking, seed=args.seed)
     if args.write:
-        write_tuned(args.params or default_params_path(), tuned_key(args.model, variant), best)
+        key = args.model if args.all_variants else tuned_key(args.model, variant)
+        write_tuned(args.params or default_params_path(), key, best)
     _print(best)
 
 
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=int, default=20, help="the study's budget: the same for every model")
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--write", action="store_true", help="write the best configuration to the params file")
+    tune.add_argument("--all-variants", action="store_true", help="write it for every input variant of the model")
     tune.add_argument("--mlflow", default="sqlite:///mlflow.db", help="where the trials are logged")
     tune.add_argument("--format", choices=["jd", "events", "canonical"], help="with INPUT: tune on these logs")
     tune.add_argument("--config", help="YAML describing an event log (with --format events)")
