@@ -6,13 +6,13 @@ from collections.abc import Iterable
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue, asset_check, multi_asset_check
 
-from pipeline.data import features, raw_micro_behaviors
+from pipeline.data import RAW, features
 from pipeline.resources import RibParams
 
 MAX_QUARANTINE_SHARE = 0.05
 
 
-@asset_check(asset=raw_micro_behaviors, blocking=True, description="Every input row is kept or quarantined.")
+@asset_check(asset=RAW, blocking=True, description="Every input row is kept or quarantined.")
 def every_row_accounted_for(rib_params: RibParams) -> AssetCheckResult:
     from rib.steps import ingest_report
 
@@ -21,7 +21,7 @@ def every_row_accounted_for(rib_params: RibParams) -> AssetCheckResult:
     return AssetCheckResult(passed=balanced, metadata={k: report[k] for k in ("read", "kept", "quarantined")})
 
 
-@asset_check(asset=raw_micro_behaviors, description=f"At most {MAX_QUARANTINE_SHARE:.0%} of input rows quarantined.")
+@asset_check(asset=RAW, description=f"At most {MAX_QUARANTINE_SHARE:.0%} of input rows quarantined.")
 def quarantine_share(rib_params: RibParams) -> AssetCheckResult:
     from rib.steps import ingest_report
 
@@ -68,8 +68,8 @@ def _gx_results(summaries: list[dict], prefix: str) -> Iterable[AssetCheckResult
 
 @multi_asset_check(
     specs=[
-        AssetCheckSpec("raw_critical_expectations", asset=raw_micro_behaviors, blocking=True),
-        AssetCheckSpec("raw_warning_expectations", asset=raw_micro_behaviors),
+        AssetCheckSpec("raw_critical_expectations", asset=RAW, blocking=True),
+        AssetCheckSpec("raw_warning_expectations", asset=RAW),
     ],
     description="Great Expectations suite expectations/raw_micro_behaviors.json.",
 )

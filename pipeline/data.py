@@ -1,11 +1,36 @@
-"""Data assets: the raw logs as the canonical table, and the features built from it."""
+"""Data assets: the raw logs as the canonical table, and the features built from it.
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+With `data.daily_inputs` the logs arrive one day at a time: `raw_daily` is daily-partitioned
+(each day ingested once; a backfill or a late correction re-materializes its days), and
+`raw_micro_behaviors` is the window of the last `training_days` days, up to the run's day."""
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    DailyPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from pipeline.resources import DvcVersioning, RibParams
 
+RAW = AssetKey("raw_micro_behaviors")
+
+
+def _report_metadata(report, path) -> dict:
+    return {
+        "path": MetadataValue.path(str(path)),
+        **{key: getattr(report, key) for key in ("read", "kept", "quarantined", "sessions", "synthetic")},
+        "data_version": report.data_version,
+        "quarantine_reasons": MetadataValue.json(report.reasons),
+        "profile": MetadataValue.json(report.profile),
+    }
+
 
 @asset(
+    name="raw_micro_behaviors",
     group_name="data",
     pool="duckdb",  # steps that write a DuckDB file run one at a time (dagster.yaml)
     description="Raw logs turned into the canonical micro-behavior table, with a quarantine.",
@@ -21,21 +46,52 @@ def raw_micro_behaviors(
         dvc_versioning.record("data.dvc", force=False)  # deterministic: the data data.dvc records
     report = run_ingest(params, paths)
     dvc_versioning.record("ingest")
-    return MaterializeResult(
-        metadata={
-            "path": MetadataValue.path(str(paths.ingest)),
-            **{key: getattr(report, key) for key in ("read", "kept", "quarantined", "sessions", "synthetic")},
-            "data_version": report.data_version,
-            "quarantine_reasons": MetadataValue.json(report.reasons),
-            "profile": MetadataValue.json(report.profile),
-        }
+    return MaterializeResult(metadata=_report_metadata(report, paths.ingest))
+
+
+def daily_assets(first_day: str) -> list[AssetsDefinition]:
+    """`raw_daily` (one partition per day) and the window asset that replaces raw_micro_behaviors."""
+    days = DailyPartitionsDefinition(start_date=first_day)
+
+    @asset(
+        group_name="data",
+        pool="duckdb",
+        partitions_def=days,
+        description="One day of raw logs (data.daily_inputs) as its canonical table, with a quarantine.",
     )
+    def raw_daily(context: AssetExecutionContext, rib_params: RibParams) -> MaterializeResult:
+        from rib.data.daily import day_folder
+        from rib.steps import run_ingest_day
+
+        report = run_ingest_day(rib_params.load(), rib_params.paths(), context.partition_key)
+        return MaterializeResult(
+            metadata=_report_metadata(report, day_folder(rib_params.paths().ingest, context.partition_key))
+        )
+
+    @asset(
+        name="raw_micro_behaviors",
+        group_name="data",
+        pool="duckdb",
+        deps=[raw_daily],
+        description="The last training_days ingested days (up to the run's day) as the canonical table.",
+    )
+    def window(
+        context: AssetExecutionContext, rib_params: RibParams, dvc_versioning: DvcVersioning
+    ) -> MaterializeResult:
+        from rib.steps import run_window
+
+        end_day = context.run.tags.get("dagster/partition")  # a run for a day trains on the window up to it
+        report = run_window(rib_params.load(), rib_params.paths(), end_day)
+        dvc_versioning.record("ingest")
+        return MaterializeResult(metadata=_report_metadata(report, rib_params.paths().ingest) | {"days": report.days})
+
+    return [raw_daily, window]
 
 
 @asset(
     group_name="features",
     pool="duckdb",
-    deps=[raw_micro_behaviors],
+    deps=[RAW],
     description="DuckDB features: splits, macro interactions, dwell buckets, vocabularies, examples.",
 )
 def features(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:

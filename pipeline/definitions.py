@@ -6,9 +6,9 @@ The asset graph depends on the params file (one training asset per model and var
 
 from dagster import Definitions
 
-from pipeline.automation import nightly_retraining, raw_data_changed, rib_pipeline_job
+from pipeline.automation import automation
 from pipeline.checks import DATA_CHECKS
-from pipeline.data import features, raw_micro_behaviors
+from pipeline.data import daily_assets, features, raw_micro_behaviors
 from pipeline.evaluation import baseline_comparison, model_comparison_asset, registered_model_asset
 from pipeline.insight import case_study_asset, report_asset, section3_analysis
 from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
@@ -25,8 +25,14 @@ def build_definitions(params_path: str | None = None, **resources) -> Definition
     comparison = model_comparison_asset(trained)
     rib_names = {training_asset_name("RIB", variant) for variant in experiment.variants}
     case_study = case_study_asset([a for a in trained if a.key.to_user_string() in rib_names])
+    raw = [raw_micro_behaviors]
+    partitions_def = None
+    if params.data.daily_inputs:  # one partition per day, then the window of days as the canonical table
+        raw = daily_assets(params.data.first_day)
+        partitions_def = raw[0].partitions_def
+    job, schedule, sensor = automation(params, partitions_def)
     assets = [
-        raw_micro_behaviors,
+        *raw,
         features,
         word2vec_embeddings,
         baseline_comparison,
@@ -40,9 +46,9 @@ def build_definitions(params_path: str | None = None, **resources) -> Definition
     return Definitions(
         assets=assets,
         asset_checks=DATA_CHECKS,
-        jobs=[rib_pipeline_job],
-        schedules=[nightly_retraining(params)],
-        sensors=[raw_data_changed],
+        jobs=[job],
+        schedules=[schedule],
+        sensors=[sensor],
         resources={
             "rib_params": RibParams(params_path=params_path),
             "mlflow_tracking": MlflowTracking(),

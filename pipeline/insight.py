@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from dagster import AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from pipeline.data import raw_micro_behaviors
+from pipeline.data import RAW
 from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
 
 
@@ -18,7 +18,7 @@ def _markdown_image(path: str, name: str) -> str:
 
 @asset(
     group_name="insight",
-    deps=[raw_micro_behaviors],
+    deps=[RAW],
     description="Section 3 of the paper: conversion by activity and dwell, click source vs modules and dwell.",
 )
 def section3_analysis(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:

@@ -45,8 +45,11 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
         from rib.steps import ingest_report, run_training
 
         params, paths = rib_params.load(), rib_params.paths()
-        version = ingest_report(paths)["data_version"]
+        report = ingest_report(paths)
+        version = report["data_version"]
         tags = {"model": model, "variant": variant, "data_version": version, "dagster_run_id": context.run.run_id}
+        if report.get("days"):  # daily inputs: the days of the training window
+            tags["days"] = ",".join(report["days"])
         with tracked_run(mlflow_tracking.config(), model_folder(model, variant), tags) as run:
             record = run_training(params, paths, model, variant, log=context.log.info)
             log_training(record, version, paths.model(model, variant))

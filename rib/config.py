@@ -31,6 +31,12 @@ class DataConfig:
     inputs: list[str] = field(default_factory=lambda: ["data/micro_behaviors.parquet"])
     events_config: str | None = None  # a YAML file describing an event log (format events), docs/sources.md
     generate_if_missing: bool = True  # write the synthetic default data to inputs[0] when it is absent
+    # Logs arriving daily: a path with {date} (YYYY-MM-DD), e.g. data/daily/{date}.csv or data/daily/{date}/.
+    # Set, it replaces `inputs`: each day is ingested once (a daily Dagster partition) and the
+    # features and models use the last `training_days` days (rib/data/daily.py).
+    daily_inputs: str | None = None
+    training_days: int = 30
+    first_day: str = "2026-01-01"  # the first daily partition
 
 
 @dataclass
@@ -191,6 +197,10 @@ class TrainConfig:
     compile_loss: str = "auto"  # auto: torch.compile the softmax kernels on CUDA only | true | false
     cpu_threads: int | None = None
     progress: bool = True  # a tqdm bar with loss and micro-behaviors/s
+    sampled_softmax: int = 0  # negatives per batch for a sampled softmax with logQ correction; 0: the full softmax
+    sample_alpha: float = 0.75  # negatives drawn from training popularity ** alpha (0: uniform)
+    distributed: int = 0  # processes the training step launches with torchrun (0 or 1: this process alone)
+    backend: str = "auto"  # torch.distributed backend: auto (nccl on GPUs, gloo on CPUs) | nccl | gloo
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,9 +327,12 @@ def load_params(path: str | Path | None = None) -> Params:
 MODEL_SECTIONS = {"RIB": "model", "RIB-Attention": "model", "GRU4Rec": "gru4rec", "NARM": "narm", "SASRec": "sasrec"}
 
 
-def _build(cls: type, raw: dict, path: str, where: str):
+def _build(cls: type, raw: dict, path: str, where: str, base=None):
+    """`cls` from the settings in `raw` over its defaults (over `base`, a section's own default
+    instance, where the section's default differs from the class's, e.g. `gru4rec`)."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(fields)
     values = {}
     for key, value in raw.items():
         name = f"{where}{key}"
@@ -335,7 +348,7 @@ def _build(cls: type, raw: dict, path: str, where: str):
                 value = {}
             if not isinstance(value, dict):
                 raise ParamsError(f"{path}: {name!r} must be a mapping of settings, got {value!r}")
-            values[key] = _build(hint, value, path, f"{name}.")
+            values[key] = _build(hint, value, path, f"{name}.", _default_of(fields[key]))
         else:
             values[key] = _checked(value, hint, path, name)
     missing = [
@@ -349,7 +362,13 @@ def _build(cls: type, raw: dict, path: str, where: str):
             values[name.removeprefix(where)] = _build(hint, {}, path, f"{name}.")
         else:
             raise ParamsError(f"{path}: missing key {name!r}: it has no default (rib/config.py)")
-    return cls(**values)
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+
+
+def _default_of(field_: dataclasses.Field):
+    if field_.default_factory is not dataclasses.MISSING:
+        return field_.default_factory()
+    return None if field_.default is dataclasses.MISSING else field_.default
 
 
 def _checked(value, hint, path: str, name: str):

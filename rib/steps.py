@@ -63,7 +63,7 @@ def generate_default_data(params: Params, overwrite: bool = False) -> Path | Non
     from rib.data.synthetic import generate
 
     target = Path(params.data.inputs[0])
-    wanted = params.data.generate_if_missing and params.data.format == "canonical"
+    wanted = params.data.generate_if_missing and params.data.format == "canonical" and not params.data.daily_inputs
     if not wanted or (target.exists() and not overwrite):
         return None
     generate(params.synthetic, target)
@@ -71,10 +71,32 @@ def generate_default_data(params: Params, overwrite: bool = False) -> Path | Non
 
 
 def run_ingest(params: Params, paths: ArtifactPaths):
-    """Raw logs -> the canonical table, quarantine and report (rib.data.report.IngestReport)."""
+    """Raw logs -> the canonical table, quarantine and report (rib.data.report.IngestReport). With
+    daily inputs: every day of the training window not ingested yet, then the window."""
     from rib.data.ingest import ingest_logs
 
-    return ingest_logs(params.data, paths.ingest)
+    if params.data.daily_inputs is None:
+        return ingest_logs(params.data, paths.ingest)
+    from rib.data.daily import available_days, day_folder
+
+    for date in list(available_days(params.data))[-params.data.training_days :]:
+        if not (day_folder(paths.ingest, date) / "ingest_report.json").exists():
+            run_ingest_day(params, paths, date)
+    return run_window(params, paths)
+
+
+def run_ingest_day(params: Params, paths: ArtifactPaths, date: str):
+    """One day of daily inputs -> <ingest>/days/<date>/ (a daily Dagster partition)."""
+    from rib.data.daily import ingest_day
+
+    return ingest_day(params.data, date, paths.ingest)
+
+
+def run_window(params: Params, paths: ArtifactPaths, end_date: str | None = None):
+    """The last `training_days` ingested days (up to `end_date`) as the canonical table under <ingest>."""
+    from rib.data.daily import build_window
+
+    return build_window(params.data, paths.ingest, end_date)
 
 
 def ingest_report(paths: ArtifactPaths) -> dict:
@@ -83,9 +105,10 @@ def ingest_report(paths: ArtifactPaths) -> dict:
 
 def run_raw_quality(params: Params, paths: ArtifactPaths) -> dict:
     """Great Expectations on the canonical table (expectations/raw_micro_behaviors.json)."""
-    from rib.ops.quality import raw_frame, validate
+    from rib.ops.quality import prepare_raw, validate
 
-    return validate(raw_frame(paths.micro_behaviors), "raw_micro_behaviors", paths.quality)
+    database = prepare_raw(paths.micro_behaviors, paths.quality)
+    return validate(database, "raw_micro_behaviors", "raw_micro_behaviors", paths.quality)
 
 
 def run_features(params: Params, paths: ArtifactPaths) -> dict:
@@ -96,10 +119,13 @@ def run_features(params: Params, paths: ArtifactPaths) -> dict:
 
 def run_features_quality(params: Params, paths: ArtifactPaths) -> list[dict]:
     """Great Expectations on the built features (expectations/features.json, dwell_buckets.json)."""
-    from rib.ops.quality import features_frames, validate
+    from rib.ops.quality import prepare_features, validate
 
-    sessions, buckets = features_frames(paths.features)
-    return [validate(sessions, "features", paths.quality), validate(buckets, "dwell_buckets", paths.quality)]
+    database = prepare_features(paths.features, paths.quality)
+    return [
+        validate(database, "feature_sessions", "features", paths.quality),
+        validate(database, "dwell_buckets", "dwell_buckets", paths.quality),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_the_projects_params_file_loads_and_overrides_defaults(tmp_path):
     params = load_params(REPO / "params.yaml")
-    assert isinstance(params, Params) and params.experiment.models == ["RIB", "RIB-Attention"]
+    assert isinstance(params, Params) and params.experiment.models == ["RIB"]
     overridden = load_params(write(tmp_path, MINIMAL + "train:\n  epochs: 3\n  learning_rate: 1\n"))
     assert overridden.train.epochs == 3 and overridden.train.learning_rate == 1.0  # an int is a fine float
     assert overridden.train.batch_size == TrainConfig().batch_size  # everything else keeps its default
@@ -103,3 +103,10 @@ def test_each_setting_has_one_default():
         if defaults[section][key] == value
     ]
     assert restated == []
+
+
+def test_a_section_keeps_its_own_defaults_where_they_differ_from_its_class(tmp_path):
+    # gru4rec is a RIBConfig whose defaults are GRU4Rec's (no repeat part, no word2vec start).
+    params = load_params(write(tmp_path, MINIMAL + "gru4rec:\n  hidden: 50\n"))
+    assert params.gru4rec.hidden == 50 and params.gru4rec.repeat is False and params.gru4rec.word2vec_init is False
+    assert params.model.repeat is True

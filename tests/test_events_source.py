@@ -142,3 +142,90 @@ def test_config_without_session_or_user_is_rejected(tmp_path):
     config = write_config(tmp_path, "columns: {item: item, event_type: kind, timestamp: ts}\nactivity_map: {v: 1}\n")
     with pytest.raises(InputFileError, match=r"config\.yaml.*columns\.session"):
         ingest("events", [tmp_path / "whatever.csv"], tmp_path / "out", config)
+
+
+REES46_HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n"
+
+
+def rees46_line(i: int, event: str = "view") -> str:
+    return f"2019-10-01 00:00:{i:02d} UTC,{event},{100 + i % 3},7,electronics.phone,acme,9.99,5,s{i // 4}\n"
+
+
+def test_a_rees46_export_cut_off_mid_line_costs_one_line(tmp_path):
+    log = tmp_path / "2019-Oct.csv"
+    lines = [rees46_line(i) for i in range(10)]
+    log.write_text(REES46_HEADER + "".join(lines) + lines[0][:23])  # copied while still being written
+    report = ingest("events", [log], tmp_path / "out", EXAMPLES / "rees46.yaml")
+    assert (report.read, report.kept, report.quarantined) == (11, 10, 1)
+    (bad,) = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    assert bad["reason"] == "unparsable_line" and bad["line_number"] == 12 and bad["raw"] == lines[0][:23]
+    assert "missing columns" in bad["detail"]
+
+
+def test_damaged_csv_lines_are_quarantined_with_their_own_line_numbers(tmp_path):
+    log = tmp_path / "2019-Oct.csv"
+    body = [rees46_line(i) for i in range(8)]
+    body[1] = body[1].rstrip("\n") + ",extra\n"  # a column too many: line 3
+    body[3] = "\n"  # a blank line: line 5
+    body[4] = body[4].replace(",s1", ",s\xff1")  # not UTF-8, in a column the config reads: line 6
+    body[6] = body[6].replace("view", "teleport")  # readable, but an event type the config does not map: line 8
+    log.write_bytes((REES46_HEADER + "".join(body)).encode("utf-8", "surrogateescape").replace(b"\xc3\xbf", b"\xff"))
+    report = ingest("events", [log], tmp_path / "out", EXAMPLES / "rees46.yaml")
+    assert report.read == report.kept + report.quarantined == 8 and report.kept == 4
+    quarantine = {
+        r["line_number"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    }
+    assert quarantine == {3: "unparsable_line", 5: "blank_line", 6: "unparsable_line", 8: "unmapped_event_type"}
+    assert report.reasons == {"blank_line": 1, "unmapped_event_type": 1, "unparsable_line": 2}
+
+
+def test_an_open_quote_costs_the_rest_of_the_file_unless_the_config_says_the_log_never_quotes(tmp_path):
+    log = tmp_path / "2019-Oct.csv"
+    body = [rees46_line(i) for i in range(6)]
+    body[2] = body[2].replace(",acme,", ',"acme,')  # a quote opens a field and never closes
+    log.write_text(REES46_HEADER + "".join(body))
+    quoted = ingest("events", [log], tmp_path / "a", EXAMPLES / "rees46.yaml")
+    assert quoted.kept == 2 and quoted.read == quoted.kept + quoted.quarantined  # lines 4..7 read as one record
+    config = (EXAMPLES / "rees46.yaml").read_text() + "csv:\n  quote: ''\n"
+    unquoted = ingest("events", [log], tmp_path / "b", write_config(tmp_path, config))
+    assert (unquoted.read, unquoted.kept, unquoted.quarantined) == (6, 6, 0)
+
+
+def test_a_view_only_log_in_the_diginetica_layout(tmp_path):
+    log = tmp_path / "train-item-views.csv"
+    log.write_text(
+        "session_id;user_id;item_id;timeframe;eventdate\n"
+        "1;;81766;526309;2016-05-09\n1;;31331;1031018;2016-05-09\n1;;32118;243569;2016-05-09\n"
+        "2;;9654;75848;2016-05-09\n2;;33043;1112408;2016-05-09\n3;7;;1000;2016-05-10\n"
+    )
+    report = ingest("events", [log], tmp_path / "out", EXAMPLES / "diginetica.yaml")
+    assert (report.read, report.kept, report.quarantined, report.sessions) == (6, 5, 1, 2)
+    assert report.reasons == {"missing_item": 1}
+    rows = rows_of(tmp_path / "out")
+    assert {r["activity"] for r in rows} == {1}
+    first = [r["sku"] for r in rows if r["session_id"] == "1"]
+    assert first == ["32118", "81766", "31331"]  # ordered by timeframe, not by line
+    assert [r["dwell_seconds"] for r in rows if r["session_id"] == "1"] == pytest.approx([282.74, 504.709, 0.0])
+
+
+def test_a_log_without_event_type_needs_a_default_activity(tmp_path):
+    config = write_config(tmp_path, "columns: {session: s, item: i, timestamp: t}\n")
+    with pytest.raises(InputFileError, match="default_activity"):
+        ingest("events", [tmp_path / "x.csv"], tmp_path / "out", config)
+
+
+def test_json_lines_that_are_not_objects_are_quarantined(tmp_path):
+    log = tmp_path / "events.jsonl"
+    good = [json.dumps({"s": "a", "i": f"p{n}", "e": "view", "t": T0 + n}) for n in range(4)]
+    log.write_text("\n".join([good[0], "[1, 2, 3]", good[1], "{not json", good[2], "", good[3]]) + "\n")
+    config = write_config(
+        tmp_path,
+        "format: jsonl\ncolumns: {session: s, item: i, event_type: e, timestamp: t}\n"
+        "timestamp_format: unix_s\nactivity_map: {view: 1}\n",
+    )
+    report = ingest("events", [log], tmp_path / "out", config)
+    assert (report.read, report.kept, report.quarantined) == (7, 4, 3)
+    quarantine = {
+        r["line_number"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    }
+    assert quarantine == {2: "unparsable_json", 4: "unparsable_json", 6: "blank_line"}

@@ -95,3 +95,14 @@ def test_a_file_with_no_valid_token_is_an_error(tmp_path):
     with pytest.raises(InputFileError, match="no usable micro-behavior"):
         ingest("jd", [path], tmp_path / "out")
     assert not (tmp_path / "out" / "micro_behaviors.parquet").exists()
+
+
+def test_a_line_that_is_not_utf8_or_cut_mid_token_costs_only_itself(tmp_path):
+    path = tmp_path / "shop.txt"
+    good = "1+5+9+3+10 2+5+9+3+10"
+    path.write_bytes((good + "\n1+5+9+3+10 2+5+9\xff+3+10\n" + good + "\n1+5+9+3+10 2+5+").encode("latin-1"))
+    report = ingest("jd", [path], tmp_path / "out")
+    assert report.read == report.kept + report.quarantined == 2 + 1 + 2 + 2
+    assert report.reasons == {"invalid_encoding": 1, "wrong_field_count": 1}  # the last token was cut off
+    quarantine = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    assert [(q["line_number"], q["reason"]) for q in quarantine] == [(2, "invalid_encoding"), (4, "wrong_field_count")]

@@ -53,7 +53,7 @@ def test_training_windows_reproduce_the_stored_prefix_examples(tmp_path):
     loader = WindowLoader(train, window=50, device=torch.device("cpu"))
     assert len(loader) == train.n_sessions  # every session fits one window
     with torch.no_grad():
-        x, target_mask, targets, _, _ = loader.gather(torch.arange(len(loader)))
+        x, target_mask, targets, _, _ = loader.gather(np.arange(len(loader)))
         assert torch.equal(targets, torch.tensor(np.array(train.example_target), dtype=torch.long))
         pooled, _ = model(x)
         one_pass = model.output(pooled[target_mask])  # (N, V): logits of every stored example
@@ -174,9 +174,9 @@ def test_every_training_target_sees_exactly_its_evaluation_input_in_long_session
     model = RIB(RIBConfig(neighbors=False, n_items=20, repeat=True)).eval()
     loader = WindowLoader(train, window=max_len, device=torch.device("cpu"))
     with torch.no_grad():
-        x, target_mask, targets, _, _ = loader.gather(torch.arange(len(loader)))
+        x, target_mask, targets, _, _ = loader.gather(np.arange(len(loader)))
         # Where each trained target sits in the split: the window's start plus its offset.
-        position = loader.starts[:, None] + torch.arange(x.shape[1])[None, :]
+        position = torch.as_tensor(loader.starts)[:, None] + torch.arange(x.shape[1])[None, :]
         trained_at = position[:, 1:][target_mask[:, :-1]]
         order = torch.argsort(trained_at)
         assert torch.equal(trained_at[order], torch.as_tensor(np.array(train.example_end)))  # each target once

@@ -12,6 +12,8 @@ from rib.config import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 NO_DVC = DvcVersioning(enabled=False)  # these runs write under tmp_path, outside dvc.yaml's paths
+EXPERIMENT = load_params(REPO / "params.yaml").experiment
+N_TRAINED = len(EXPERIMENT.models) * len(EXPERIMENT.variants)
 
 
 def tiny_params(tmp_path, data: dict | None = None):
@@ -30,7 +32,7 @@ def tiny_params(tmp_path, data: dict | None = None):
 def test_definitions_load_with_every_asset_and_check():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    trained = {f"{m}_{v}" for m in ("rib", "rib_attention") for v in ("sku", "sku_activity", "sku_dwell", "sku_micro")}
+    trained = {f"{m.lower().replace('-', '_')}_{v}" for m in EXPERIMENT.models for v in EXPERIMENT.variants}
     assert (
         keys
         == {
@@ -102,8 +104,8 @@ def test_materialize_the_whole_graph_in_process(pipeline_run):
     comparison = json.loads((tmp_path / "artifacts" / "comparison" / "comparison.json").read_text())
     assert comparison["synthetic"] is True
     rows = {(r["model"], r["variant"]) for r in comparison["results"]}
-    assert {model for model, _ in rows} == set(params.experiment.baselines) | {"RIB", "RIB-Attention"}
-    assert len(rows) == len(params.experiment.baselines) + 8
+    assert {model for model, _ in rows} == set(params.experiment.baselines) | set(EXPERIMENT.models)
+    assert len(rows) == len(params.experiment.baselines) + N_TRAINED
     assert all(r["n_test"] > 0 and 0 <= r["recall@20"] <= 1 for r in comparison["results"])
     table = result.asset_materializations_for_node("model_comparison")[0].metadata["table"].value
     assert "SYNTHETIC" in table and "SKU+Micro-behaviors" in table
@@ -122,11 +124,11 @@ def test_the_report_is_self_contained_and_has_every_section(pipeline_run):
         assert f"<h2>{section}</h2>" in html
     assert "SYNTHETIC" in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing to fetch: viewable offline
-    # Section 3 figures, a training curve per model (8) and a case-study heatmap, all embedded.
-    assert html.count('src="data:image/png;base64,') >= 5 + 8 + 1
-    assert html.count(' alt="RIB') == 8
+    # Section 3 figures, a training curve per trained model and a case-study heatmap, all embedded.
+    assert html.count('src="data:image/png;base64,') >= 5 + N_TRAINED + 1
+    assert html.count(' alt="RIB') == N_TRAINED
     cases = json.loads((tmp_path / "artifacts" / "case_study" / "case_study.json").read_text())["cases"]
-    assert cases and all(set(c["variants"]) == {"sku", "sku_activity", "sku_dwell", "sku_micro"} for c in cases)
+    assert cases and all(set(c["variants"]) == set(EXPERIMENT.variants) for c in cases)
     for case in cases:
         for info in case["variants"].values():
             assert abs(sum(info["attention"]) - 1) < 1e-4 and len(info["attention"]) == len(case["labels"])
@@ -139,7 +141,7 @@ def test_mlflow_tracks_every_training_run(pipeline_run):
     client = MlflowClient(tracking_uri=tracking.tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("rib").experiment_id])
     names = [r.info.run_name for r in runs]
-    assert len([n for n in names if n.startswith("RIB")]) == 8 and {"comparison", "report"} <= set(names)
+    assert len([n for n in names if n.startswith("RIB")]) == N_TRAINED and {"comparison", "report"} <= set(names)
     assert not (tmp_path / "mlruns").exists()  # a SQLite store, never the file store
     rib_run = next(r for r in runs if r.info.run_name == "RIB-sku_micro")
     assert rib_run.data.tags["data_version"] == rib_run.data.params["data_version"]
@@ -235,8 +237,7 @@ def test_a_raw_log_failing_a_critical_expectation_stops_everything_downstream(tm
 def test_nightly_schedule_and_raw_data_sensor(tmp_path, monkeypatch):
     from dagster import DefaultScheduleStatus, RunRequest, SkipReason, build_sensor_context
 
-    from pipeline.automation import raw_data_changed
-
+    raw_data_changed = defs.get_sensor_def("raw_data_changed")
     schedule = defs.get_schedule_def("nightly_retraining")
     assert schedule.cron_schedule == load_params(REPO / "params.yaml").schedule.retrain_cron == "0 2 * * *"
     assert schedule.default_status == DefaultScheduleStatus.RUNNING

@@ -1,20 +1,27 @@
 """Generic event logs (CSV, Parquet, JSON lines) described by a small YAML config.
 
-Rules, in the order they are applied (see docs/sources.md):
+DuckDB reads every file itself, in bounded memory (a DuckDB file in the staging folder, spilling
+to disk past `memory_limit`), and writes the canonical table in row groups. Rules, in the order
+they are applied (see docs/sources.md):
 
-1. Rows are validated in DuckDB; each bad row goes to the quarantine with a reason:
-   missing_item, missing_event_type, excluded_event_type (listed in the config),
-   unmapped_event_type, missing_session, missing_user, missing_timestamp, bad_timestamp,
-   missing_dwell, non_numeric_field, negative_dwell.
-2. Sessions: the session column when configured; otherwise a user's events ordered by time
+1. Parsing: a line the CSV parser cannot read (cut off, a column too many or too few, a quote left
+   open, bytes that are not UTF-8, a line over the size limit) or a JSON line that is not an
+   object goes to the quarantine (`unparsable_line`, `unparsable_json`) with its file, line
+   number and text, and so does a blank line (`blank_line`); the rest of the file is read.
+2. Rows are validated; each bad row goes to the quarantine with a reason: missing_item,
+   missing_event_type, excluded_event_type (listed in the config), unmapped_event_type,
+   missing_session, missing_user, missing_timestamp, bad_timestamp, missing_dwell,
+   non_numeric_field, negative_dwell. A log without an event type (a view-only click log)
+   maps every event to `default_activity`.
+3. Sessions: the session column when configured; otherwise a user's events ordered by time
    are cut where the gap between two events exceeds `session_gap_minutes`.
-3. Order within a session: timestamp, then file, then row.
-4. Dwell, when the log has none: consecutive events on one item form a visit (a macro
+4. Order within a session: timestamp, then file, then line.
+5. Dwell, when the log has none: consecutive events on one item form a visit (a macro
    interaction); its dwell is the time from its first event to the first event of the
    session's next visit (on another item). The session's last visit has no next event, so
    its dwell is the time from its first to its last event (0 for a single event): the part
    of the visit that was observed. All events of a visit share its dwell, as in JD's logs.
-5. Time interval: seconds to the next event of the session, null for the last.
+6. Time interval: seconds to the next event of the session, null for the last.
 """
 
 from __future__ import annotations
@@ -30,6 +37,18 @@ from rib.errors import InputFileError, check_input_file
 
 COLUMN_ROLES = ("user", "session", "timestamp", "item", "event_type", "dwell", "category")
 TIMESTAMP_FORMATS = ("auto", "unix_s", "unix_ms")
+CONFIG_KEYS = {
+    "format",
+    "csv",
+    "columns",
+    "timestamp_format",
+    "session_gap_minutes",
+    "activity_map",
+    "excluded_event_types",
+    "default_activity",
+}
+CSV_KEYS = {"header", "delimiter", "column_names", "quote"}
+MAX_LINE_BYTES = 16 * 1024 * 1024  # a longer line is quarantined, not read
 
 
 @dataclass
@@ -38,17 +57,26 @@ class EventsConfig:
     activity_map: dict[str, int]
     file_format: str | None = None  # csv | parquet | jsonl; None: from the file extension
     excluded_event_types: list[str] = field(default_factory=list)
+    default_activity: int | None = None  # the activity of every event of a log without an event type
     session_gap_minutes: float = 30.0
     timestamp_format: str = "auto"
     csv_header: bool = True
     csv_delimiter: str = ","
+    csv_quote: str = '"'  # "" for logs that never quote: an open quote then costs one line, not the rest
     csv_column_names: list[str] | None = None
     source: str = "<config>"
 
     @classmethod
     def load(cls, path: str | Path) -> EventsConfig:
         path = check_input_file(path, text=True)
-        raw = yaml.safe_load(path.read_text()) or {}
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise InputFileError(path, f"not valid YAML ({error})") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise InputFileError(path, f"an events config is a mapping of settings, got {type(raw).__name__}")
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
@@ -56,36 +84,52 @@ class EventsConfig:
         def fail(problem: str):
             raise InputFileError(source, problem)
 
+        unknown = set(raw) - CONFIG_KEYS
+        if unknown:
+            fail(f"unknown settings {sorted(unknown)}; known: {', '.join(sorted(CONFIG_KEYS))}")
+        csv = raw.get("csv") or {}
+        if not isinstance(csv, dict) or set(csv) - CSV_KEYS:
+            fail(f"csv takes the settings {sorted(CSV_KEYS)}, got {csv!r}")
         columns = raw.get("columns") or {}
+        if not isinstance(columns, dict):
+            fail(f"columns maps roles to column names, got {columns!r}")
         unknown = set(columns) - set(COLUMN_ROLES)
         if unknown:
             fail(f"unknown column roles {sorted(unknown)}; known: {', '.join(COLUMN_ROLES)}")
         columns = {role: columns.get(role) for role in COLUMN_ROLES}
-        if not columns["item"] or not columns["event_type"]:
-            fail("columns.item and columns.event_type are required")
+        if not columns["item"]:
+            fail("columns.item is required")
+        default_activity = raw.get("default_activity")
+        if not columns["event_type"] and default_activity is None:
+            fail("needs columns.event_type, or default_activity (1..10) for a log with one kind of event")
+        if default_activity is not None and (
+            isinstance(default_activity, bool) or default_activity not in range(1, 11)
+        ):
+            fail(f"default_activity must be an activity code 1..10, got {default_activity!r}")
         if not columns["session"] and not columns["user"]:
             fail("needs columns.session, or columns.user to cut sessions by inactivity gap")
         if not columns["timestamp"] and not (columns["session"] and columns["dwell"]):
             fail("needs columns.timestamp (to order events, cut sessions and derive dwell)")
-        activity_map = {str(k): int(v) for k, v in (raw.get("activity_map") or {}).items()}
-        if not activity_map:
+        activity_map = {str(k): v for k, v in (raw.get("activity_map") or {}).items()}
+        if not activity_map and columns["event_type"]:
             fail("activity_map is empty: map each event type onto an activity code 1..10")
-        bad_codes = {k: v for k, v in activity_map.items() if not 1 <= v <= 10}
+        bad_codes = {k: v for k, v in activity_map.items() if isinstance(v, bool) or v not in range(1, 11)}
         if bad_codes:
             fail(f"activity_map codes must be in 1..10, got {bad_codes}")
         timestamp_format = raw.get("timestamp_format", "auto")
         if timestamp_format not in TIMESTAMP_FORMATS:
             fail(f"timestamp_format must be one of {TIMESTAMP_FORMATS}")
-        csv = raw.get("csv") or {}
         return cls(
             columns=columns,
             activity_map=activity_map,
             file_format=raw.get("format"),
             excluded_event_types=[str(e) for e in raw.get("excluded_event_types") or []],
+            default_activity=default_activity,
             session_gap_minutes=float(raw.get("session_gap_minutes", 30)),
             timestamp_format=timestamp_format,
             csv_header=bool(csv.get("header", True)),
             csv_delimiter=str(csv.get("delimiter", ",")),
+            csv_quote=str(csv.get("quote", '"')),
             csv_column_names=csv.get("column_names"),
             source=source,
         )
@@ -93,6 +137,8 @@ class EventsConfig:
 
 def _file_format(path: Path, config: EventsConfig) -> str:
     if config.file_format:
+        if config.file_format not in ("csv", "parquet", "jsonl"):
+            raise InputFileError(config.source, f"format must be csv, parquet or jsonl, got {config.file_format!r}")
         return config.file_format
     suffixes = "".join(path.suffixes).lower()
     for ending, name in (
@@ -107,47 +153,125 @@ def _file_format(path: Path, config: EventsConfig) -> str:
     raise InputFileError(path, "unknown format: name it in the config (format: csv|parquet|jsonl)")
 
 
-def _read_table(path: Path, config: EventsConfig):
-    """Read one log into Arrow with a `_line` column: the 1-based line (text) or row (Parquet)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
+def _lines_sql(path_param: str) -> str:
+    """Every physical line of a text file as one column (no quoting), numbered from 1."""
+    return f"""SELECT row_number() OVER () AS line_number, line
+               FROM read_csv({path_param}, header = false, delim = '\x1e', quote = '', escape = '',
+                             auto_detect = false, columns = {{'line': 'VARCHAR'}}, ignore_errors = true,
+                             max_line_size = {MAX_LINE_BYTES})"""
 
+
+def _csv_names(con, path: Path, config: EventsConfig) -> list[str]:
+    if config.csv_column_names:
+        return [str(name) for name in config.csv_column_names]
+    if not config.csv_header:
+        raise InputFileError(config.source, "a CSV without a header needs csv.column_names")
+    first = con.execute(
+        f"SELECT line FROM ({_lines_sql('$path')}) WHERE line_number = 1", {"path": str(path)}
+    ).fetchall()
+    if not first or first[0][0] is None:
+        raise InputFileError(path, "the first line (the header) is empty")
+    return [name.strip().strip(config.csv_quote or '"') for name in first[0][0].split(config.csv_delimiter)]
+
+
+def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> str:
+    """Read one file once into table `scanned_<i>` (its readable records, numbered) and its
+    unreadable lines into `unreadable` (file_index, line_number, reason, detail, raw); return the
+    SELECT of its rows with their physical line numbers (file_index, line_number, one column per role)."""
     file_format = _file_format(path, config)
     check_input_file(path, text=file_format != "parquet")
-    first_line = 1
+    roles = {role: column for role, column in config.columns.items() if column}
+    params = {"path": str(path)}
+    if file_format == "parquet":
+        try:
+            names = [row[0] for row in con.execute("DESCRIBE SELECT * FROM read_parquet($path)", params).fetchall()]
+        except Exception as error:  # duckdb raises several kinds for a file that is not Parquet
+            raise InputFileError(path, f"not a readable Parquet file ({error})") from None
+        _check_columns(path, roles, names)
+        fields = ", ".join(f'CAST("{column}" AS VARCHAR) AS {role}' for role, column in roles.items())
+        source = f"SELECT file_row_number + 1 AS ordinal, {fields} FROM read_parquet($path, file_row_number = true)"
+        first_line = 1
+    elif file_format == "jsonl":
+        valid = "coalesce(json_valid(line), false) AND starts_with(ltrim(line), '{')"  # an object
+        lines = f"SELECT * FROM ({_lines_sql('$path')}) WHERE line IS NOT NULL AND trim(line) != ''"
+        con.execute(
+            f"""INSERT INTO unreadable
+                SELECT {file_index}, line_number, 'unparsable_json', 'not a JSON object', left(line, 1000)
+                FROM ({lines}) WHERE NOT ({valid})""",
+            {"path": str(path)},
+        )
+        # The objects first, on their own: DuckDB may evaluate a projection before a filter.
+        con.execute(f"CREATE OR REPLACE TABLE json_lines_{file_index} AS SELECT * FROM ({lines}) WHERE {valid}", {"path": str(path)})
+        fields = ", ".join(f"line ->> $k_{role} AS {role}" for role in roles)
+        params = {f"k_{role}": f"$.{column}" for role, column in roles.items()}
+        source = f"SELECT line_number AS ordinal, {fields} FROM json_lines_{file_index}"
+        first_line = 1
+    else:
+        names = _csv_names(con, path, config)
+        _check_columns(path, roles, names)
+        if len(set(names)) != len(names):
+            raise InputFileError(path, f"the header repeats a column name: {names}")
+        columns = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in (name.replace("'", "''") for name in names)) + "}"
+        first_line = 2 if config.csv_header and not config.csv_column_names else 1
+        skip = 1 if config.csv_header and config.csv_column_names else 0
+        rejects = f"rejects_{file_index}"
+        fields = ", ".join(f'"{column}" AS {role}' for role, column in roles.items())
+        source = f"""SELECT row_number() OVER () AS ordinal, {fields}
+                     FROM read_csv($path, header = {str(config.csv_header and not config.csv_column_names).lower()},
+                                   skip = {skip}, delim = $delim, quote = $quote, escape = $quote,
+                                   auto_detect = false, columns = {columns}, store_rejects = true,
+                                   rejects_table = '{rejects}', rejects_scan = '{rejects}_scan',
+                                   max_line_size = {MAX_LINE_BYTES}, strict_mode = true)"""
+        params |= {"delim": config.csv_delimiter, "quote": config.csv_quote}
     try:
-        if file_format == "parquet":
-            table = pq.read_table(path)
-        elif file_format == "jsonl":
-            table = pajson.read_json(path)
-        elif file_format == "csv":
-            read_options = pacsv.ReadOptions(
-                column_names=config.csv_column_names,
-                autogenerate_column_names=not config.csv_header and not config.csv_column_names,
-            )
-            if config.csv_header:
-                first_line = 2
-            table = pacsv.read_csv(
-                path,
-                read_options=read_options,
-                parse_options=pacsv.ParseOptions(delimiter=config.csv_delimiter),
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
-            )
-        else:
-            raise InputFileError(path, f"unknown format {file_format!r}; expected csv, parquet or jsonl")
-    except pa.ArrowInvalid as error:
+        con.execute(f"CREATE OR REPLACE TABLE scanned_{file_index} AS {source}", params)
+    except Exception as error:
         raise InputFileError(path, f"cannot be read as {file_format}: {error}") from None
-    if table.num_rows == 0:
-        raise InputFileError(path, "has a header but no rows")
-    missing = [c for c in config.columns.values() if c and c not in table.column_names]
+    if file_format == "csv":
+        _record_csv_skips(con, file_index, path, rejects, first_line)
+    if file_format == "jsonl":
+        con.execute(
+            f"""INSERT INTO unreadable SELECT {file_index}, line_number, 'blank_line', 'an empty line', ''
+                FROM ({_lines_sql("$path")}) WHERE line IS NULL OR trim(line) = ''""",
+            {"path": str(path)},
+        )
+    role_columns = ", ".join(f"s.{role}" if role in roles else f"NULL::VARCHAR AS {role}" for role in COLUMN_ROLES)
+    line = "s.ordinal" if file_format != "csv" else f"s.ordinal + {first_line - 1} + coalesce(k.skipped_before, 0)"
+    join = "" if file_format != "csv" else f"ASOF LEFT JOIN skip_offsets_{file_index} k ON s.ordinal > k.kept_before"
+    return f"SELECT {file_index} AS file_index, {line} AS line_number, {role_columns} FROM scanned_{file_index} s {join}"
+
+
+def _record_csv_skips(con, file_index: int, path: Path, rejects: str, first_line: int) -> None:
+    """Put the lines the CSV scan left out (unreadable ones from DuckDB's rejects table, blank ones)
+    into `unreadable`, and `skip_offsets` for numbering the kept records by their physical line:
+    kept record k sits on line k + (first data line - 1) + the number of lines skipped before it."""
+    con.execute(
+        f"""INSERT INTO unreadable
+            SELECT {file_index}, line, 'unparsable_line',
+                   arg_min(lower(error_type::VARCHAR) || ': ' || error_message, coalesce(column_idx, 0)),
+                   left(arg_min(csv_line, coalesce(column_idx, 0)), 1000)
+            FROM {rejects} GROUP BY line"""  # DuckDB lists one error per bad column: one row per line
+    )
+    con.execute(
+        f"""INSERT INTO unreadable
+            SELECT {file_index}, line_number, 'blank_line', 'an empty line', ''
+            FROM ({_lines_sql("$path")}) WHERE line_number >= {first_line} AND (line IS NULL OR trim(line) = '')""",
+        {"path": str(path)},
+    )
+    con.execute(  # lines skipped one after another share kept_before: keep the largest count
+        f"""CREATE OR REPLACE TABLE skip_offsets_{file_index} AS
+            SELECT kept_before, max(skipped_before) AS skipped_before FROM (
+                SELECT line_number - {first_line} - (row_number() OVER (ORDER BY line_number) - 1) AS kept_before,
+                       row_number() OVER (ORDER BY line_number) AS skipped_before
+                FROM (SELECT DISTINCT line_number FROM unreadable WHERE file_index = {file_index})
+            ) GROUP BY kept_before"""
+    )
+
+
+def _check_columns(path: Path, roles: dict[str, str], names: list[str]) -> None:
+    missing = [column for column in roles.values() if column not in names]
     if missing:
-        raise InputFileError(path, f"required column(s) {missing} absent; the file has {table.column_names}")
-    wanted = {role: table[col] for role, col in config.columns.items() if col}
-    out = {role: wanted[role] if role in wanted else pa.nulls(table.num_rows) for role in COLUMN_ROLES}
-    out["_line"] = pa.array(range(first_line, first_line + table.num_rows), pa.int64())
-    return pa.table(out)
+        raise InputFileError(path, f"required column(s) {missing} absent; the file has {names}")
 
 
 def _timestamp_sql(config: EventsConfig) -> str:
@@ -162,34 +286,36 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
     import duckdb
 
     paths = [Path(p) for p in inputs]
-    con = duckdb.connect()
+    con = duckdb.connect(str(table_path.parent / "events.duckdb"))  # in the staging folder: spills to disk
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = true")  # row_number() OVER () follows the file
+    con.execute("SET temp_directory = ?", [str(table_path.parent / "spill")])
     con.execute("CREATE TABLE mapping (event_type VARCHAR, activity TINYINT)")
-    con.executemany("INSERT INTO mapping VALUES (?, ?)", list(config.activity_map.items()))
+    if config.activity_map:
+        con.executemany("INSERT INTO mapping VALUES (?, ?)", list(config.activity_map.items()))
     con.execute("CREATE TABLE excluded (event_type VARCHAR)")
     if config.excluded_event_types:
         con.executemany("INSERT INTO excluded VALUES (?)", [(e,) for e in config.excluded_event_types])
-
-    for file_index, path in enumerate(paths):
-        arrow = _read_table(path, config)  # noqa: F841 (read by DuckDB by name)
-        select = f"""
-            SELECT {file_index} AS file_index, _line,
-                   CAST(user AS VARCHAR) AS user_id, CAST(session AS VARCHAR) AS session_raw,
-                   CAST(timestamp AS VARCHAR) AS timestamp_raw, {_timestamp_sql(config)} AS ts,
-                   CAST(item AS VARCHAR) AS sku, CAST(event_type AS VARCHAR) AS event_type,
-                   CAST(dwell AS VARCHAR) AS dwell_raw, TRY_CAST(dwell AS DOUBLE) AS dwell,
-                   CAST(category AS VARCHAR) AS category
-            FROM arrow"""
-        verb = "CREATE TABLE events AS" if file_index == 0 else "INSERT INTO events"
-        try:
-            con.execute(f"{verb} {select}")
-        except duckdb.Error as error:
-            raise InputFileError(path, f"cannot interpret the configured columns: {error}") from None
+    con.execute(
+        "CREATE TABLE unreadable (file_index INTEGER, line_number BIGINT, reason VARCHAR, detail VARCHAR, raw VARCHAR)"
+    )
+    scans = [_scan_file(con, file_index, path, config) for file_index, path in enumerate(paths)]
+    # Every file was read once, into its table; the rest are views over them, read by the queries below.
+    con.execute("CREATE VIEW raw_rows AS " + " UNION ALL ".join(scans))
+    con.execute(f"""
+        CREATE VIEW events AS
+        SELECT file_index, line_number AS _line,
+               user AS user_id, session AS session_raw, timestamp AS timestamp_raw, {_timestamp_sql(config)} AS ts,
+               item AS sku, {"event_type" if config.columns["event_type"] else "'<default>'"} AS event_type,
+               dwell AS dwell_raw, TRY_CAST(dwell AS DOUBLE) AS dwell, category
+        FROM raw_rows""")
+    if not config.columns["event_type"]:  # a view-only log: every event is the default activity
+        con.execute("INSERT INTO mapping VALUES ('<default>', ?)", [config.default_activity])
 
     has = {role: bool(col) for role, col in config.columns.items()}
     needs_timestamp = has["timestamp"]
     con.execute(f"""
-        CREATE TABLE checked AS
+        CREATE VIEW checked AS
         SELECT e.*, m.activity,
           CASE
             WHEN sku IS NULL OR sku = '' THEN 'missing_item'
@@ -209,7 +335,8 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
 
     con.execute("CREATE TABLE files (file_index INTEGER, source_file VARCHAR)")
     con.executemany("INSERT INTO files VALUES (?, ?)", [(i, str(p)) for i, p in enumerate(paths)])
-    con.execute(f"""
+    con.execute(
+        """
         COPY (
           SELECT source_file, _line AS line_number, NULL::INTEGER AS token_index,
                  reason,
@@ -221,7 +348,11 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
                    WHEN 'non_numeric_field' THEN 'dwell=' || dwell_raw
                    ELSE reason END AS detail,
                  concat_ws(',', user_id, session_raw, timestamp_raw, sku, event_type, dwell_raw, category) AS raw
-          FROM checked JOIN files USING (file_index) WHERE reason IS NOT NULL ORDER BY file_index, _line
+          FROM checked JOIN files USING (file_index) WHERE reason IS NOT NULL
+          UNION ALL
+          SELECT source_file, line_number, NULL::INTEGER, reason, detail, raw
+          FROM unreadable JOIN files USING (file_index)
+          ORDER BY source_file, line_number
         ) TO ? (FORMAT parquet, COMPRESSION zstd)
     """,
         [str(quarantine_path)],
@@ -240,7 +371,8 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
         else """CASE WHEN next_visit_ts IS NOT NULL THEN epoch(next_visit_ts) - epoch(visit_start_ts)
                      ELSE epoch(visit_end_ts) - epoch(visit_start_ts) END"""
     )
-    con.execute(f"""
+    con.execute(
+        f"""
         COPY (
           WITH kept AS (
             SELECT *, lag(ts) OVER (PARTITION BY user_id ORDER BY ts, file_index, _line) AS prev_ts
@@ -268,22 +400,26 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
                  v.ts::TIMESTAMPTZ AS timestamp
           FROM visits v JOIN visit_next n USING (session_id, visit)
           ORDER BY v.session_id, v.position
-        ) TO ? (FORMAT parquet, COMPRESSION zstd)
+        ) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)
     """,
         [str(table_path)],
     )
 
     report = IngestReport(format="events", inputs=[str(p) for p in paths])
-    per_file = con.sql("""
-        SELECT file_index, count(*) AS n_read, count(*) FILTER (reason IS NULL) AS n_kept
-        FROM checked GROUP BY file_index ORDER BY file_index
-    """).fetchall()
-    for file_index, n_read, n_kept in per_file:
-        report.per_file[str(paths[file_index])] = {"read": n_read, "kept": n_kept, "quarantined": n_read - n_kept}
+    counted = """SELECT file_index, reason FROM checked UNION ALL SELECT file_index, reason FROM unreadable"""
+    per_file = dict(
+        (i, (n_read, n_kept))
+        for i, n_read, n_kept in con.sql(f"""
+            SELECT file_index, count(*), count(*) FILTER (reason IS NULL) FROM ({counted}) GROUP BY file_index
+        """).fetchall()
+    )
+    for file_index, path in enumerate(paths):  # every file, one with nothing readable in it too
+        n_read, n_kept = per_file.get(file_index, (0, 0))
+        report.per_file[str(path)] = {"read": n_read, "kept": n_kept, "quarantined": n_read - n_kept}
         report.read += n_read
         report.kept += n_kept
     report.quarantined = report.read - report.kept
-    reasons = con.sql("SELECT reason, count(*) FROM checked WHERE reason IS NOT NULL GROUP BY reason").fetchall()
+    reasons = con.sql(f"SELECT reason, count(*) FROM ({counted}) WHERE reason IS NOT NULL GROUP BY reason").fetchall()
     report.reasons = dict(sorted(Counter(dict(reasons)).items()))
     report.sessions = con.sql(
         "SELECT count(DISTINCT session_id) FROM read_parquet($path)", params={"path": str(table_path)}

@@ -2,7 +2,9 @@
 `sku+behavior_type+category+time_interval+dwell_time` separated by spaces.
 
 A malformed token goes to the quarantine and the rest of its line is kept; positions are
-renumbered over the kept tokens. An empty line is an empty session and is quarantined whole.
+renumbered over the kept tokens. An empty line is an empty session and is quarantined whole, and
+so is a line that is not UTF-8 (`invalid_encoding`). The file is read line by line and the table
+written in row groups, so memory stays bounded whatever the file's size.
 Sessions are named `<file stem>:<line number>`; the format has no users or timestamps.
 """
 
@@ -51,12 +53,19 @@ def read_jd(inputs: list, table_path: Path, quarantine_path: Path):
     ):
         for path in paths:
             counts = {"read": 0, "kept": 0, "quarantined": 0, "sessions": 0}
-            try:
-                with path.open(encoding="utf-8") as handle:
-                    for line_number, line in enumerate(handle, start=1):
-                        _read_line(path, path.stem, line_number, line, table, quarantine, counts, reasons)
-            except UnicodeDecodeError as error:
-                raise InputFileError(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+            with path.open("rb") as handle:  # line by line: memory stays bounded whatever the file's size
+                for line_number, raw in enumerate(handle, start=1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as error:  # one damaged line costs that line
+                        counts["read"] += 1
+                        counts["quarantined"] += 1
+                        reasons["invalid_encoding"] += 1
+                        detail = f"not UTF-8 ({error.reason} at byte {error.start} of the line)"
+                        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+                        quarantine.append_row(str(path), line_number, None, "invalid_encoding", detail, text)
+                        continue
+                    _read_line(path, path.stem, line_number, line, table, quarantine, counts, reasons)
             if counts["kept"] == 0:
                 raise InputFileError(path, "no usable micro-behavior in the file (not the JD token format?)")
             report.per_file[str(path)] = counts

@@ -36,10 +36,9 @@ def profile(micro_behaviors: str | Path) -> dict:
     ]
     repeat_share = con.sql("""
         WITH visits AS (SELECT session_id, macro, any_value(sku) AS sku FROM mb GROUP BY ALL),
-             flagged AS (SELECT v.macro > 1 AS has_previous,
-                                EXISTS (SELECT 1 FROM visits p WHERE p.session_id = v.session_id
-                                        AND p.macro < v.macro AND p.sku = v.sku) AS seen_before
-                         FROM visits v)
+             flagged AS (SELECT macro > 1 AS has_previous,  -- a visit to a product the session saw before
+                                row_number() OVER (PARTITION BY session_id, sku ORDER BY macro) > 1 AS seen_before
+                         FROM visits)
         SELECT avg(seen_before::INTEGER) FROM flagged WHERE has_previous""").fetchall()[0][0]
     top_share = con.sql("""SELECT sum(n) / (SELECT count(*) FROM mb) FROM
                            (SELECT count(*) AS n FROM mb GROUP BY sku ORDER BY n DESC LIMIT 100)""").fetchall()[0][0]

@@ -22,6 +22,7 @@ class IngestReport:
     reasons: dict[str, int] = field(default_factory=dict)
     per_file: dict[str, dict[str, int]] = field(default_factory=dict)
     profile: dict = field(default_factory=dict)  # rib.data.profile of the canonical table
+    days: list[str] = field(default_factory=list)  # with daily inputs: the days of the training window
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

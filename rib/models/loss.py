@@ -123,3 +123,35 @@ def linear_cross_entropy(
     return _LinearCrossEntropy.apply(
         x, weight, bias, target, chunk, compute_dtype or x.dtype, compile, store_limit_bytes
     )
+
+
+class NegativeSampler:
+    """Negatives for a sampled softmax: `count` products per batch, shared by its targets, drawn with
+    replacement from popularity^alpha (training visits; 0 gives the uniform distribution), with
+    the log of each product's expected count in a draw kept for the logQ correction."""
+
+    def __init__(self, counts: Tensor, count: int, alpha: float = 0.75, generator: torch.Generator | None = None):
+        weights = counts.double().clamp_min(0) ** alpha
+        weights[:2] = 0  # padding and out-of-vocabulary are never candidates
+        self.probabilities = (weights / weights.sum()).float()
+        self.log_expected = torch.log(self.probabilities * count).clamp_min(-1e4)  # log Q(y) = log(count q(y))
+        self.count, self.generator = count, generator
+
+    def sample(self, device: torch.device) -> Tensor:
+        drawn = torch.multinomial(self.probabilities, self.count, replacement=True, generator=self.generator)
+        return drawn.to(device)
+
+
+def sampled_cross_entropy(
+    x: Tensor, weight: Tensor, bias: Tensor, target: Tensor, negatives: Tensor, log_expected: Tensor
+) -> Tensor:
+    """Per-row cross-entropy over the target and the shared sampled negatives (S,), with the logQ
+    correction (Bengio & Senécal; Yi et al., RecSys 2019): every candidate's logit minus the log of
+    its expected count, and a negative that is the row's own target (an accidental hit) removed.
+    x (N, H), weight (V, H) -> (N,). Evaluation always ranks the full catalog."""
+    log_q = log_expected.to(x.device)
+    positive = (x * weight[target]).sum(dim=1).float() + bias[target].float() - log_q[target]  # (N,)
+    negative = (x @ weight[negatives].t()).float() + bias[negatives].float() - log_q[negatives]  # (N, S)
+    negative = negative.masked_fill(negatives[None, :] == target[:, None], float("-inf"))
+    logits = torch.cat([positive[:, None], negative], dim=1)  # (N, 1 + S)
+    return torch.logsumexp(logits, dim=1) - positive

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from rib.config import NetworkConfig
-from rib.models.loss import linear_cross_entropy
+from rib.models.loss import NegativeSampler, linear_cross_entropy, sampled_cross_entropy
 from rib.schema import FEATURES, VARIANTS
 
 
@@ -129,25 +129,33 @@ class NextItemNetwork(nn.Module):
         chunk: int = 4096,
         compute_dtype: torch.dtype | None = None,
         compile: bool = False,
+        sampler: NegativeSampler | None = None,
+        reduction: str = "mean",
     ) -> Tensor:
         """Mean cross-entropy of every target: target_mask (B, T) marks the positions whose
         prefix predicts a next product; targets (N,) are those products in row-major order;
-        neighbor_prob (N,) the session neighbourhood's probability of each (with `neighbors`)."""
+        neighbor_prob (N,) the session neighbourhood's probability of each (with `neighbors`);
+        `sampler`: a sampled softmax (negatives with the logQ correction) instead of the full one;
+        reduction "sum" for a distributed step that divides by the global number of targets."""
         pooled, alpha = self.encode(x)
         index = target_mask.flatten().nonzero().squeeze(1)  # (N,) one device-to-host sync
         o = pooled.flatten(0, 1)[index]  # (N, H)
         inputs, weight, bias = self.output_layer(o)
-        nll = linear_cross_entropy(inputs, weight, bias, targets, chunk, compute_dtype, compile)  # (N,)
+        if sampler is None:
+            nll = linear_cross_entropy(inputs, weight, bias, targets, chunk, compute_dtype, compile)  # (N,)
+        else:
+            nll = sampled_cross_entropy(inputs, weight, bias, targets, sampler.sample(x.device), sampler.log_expected)
+        reduce = torch.mean if reduction == "mean" else torch.sum
         if not self.repeat:
-            return nll.mean()
+            return reduce(nll)
         sku = x[..., 0]
         rows = sku[index // sku.shape[1]]  # (N, T): the row each target's prefix comes from
         parts = self.session_parts(rows, alpha.flatten(0, 1)[index].float(), targets, neighbor_prob)  # each (N,)
         gate = self.repeat_gate(o).float()  # (N, P)
-        loss = -mixture_log_prob(gate, parts, -nll).mean()
+        loss = reduce(-mixture_log_prob(gate, parts, -nll))
         # The explore part also learns on its own: where a session part already covers a target,
         # the mixture's gradient barely reaches it (a part that is right early takes the gate).
-        return loss + self.explore_loss * nll.mean() if self.explore_loss else loss
+        return loss + self.explore_loss * reduce(nll) if self.explore_loss else loss
 
     def score_and_attention(
         self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None = None

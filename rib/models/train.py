@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from rib.config import EvaluationConfig, NetworkConfig, TrainConfig
-from rib.evaluation.metrics import evaluate
 from rib.features.dataset import Batch, FeatureSet, SplitData
 from rib.models.base import only_products
 from rib.models.network import NextItemNetwork
@@ -83,7 +82,8 @@ def training_windows(data: SplitData, window: int) -> tuple[np.ndarray, np.ndarr
 
 
 class WindowLoader:
-    """Holds the split's flat arrays on the device and gathers padded windows by index."""
+    """Gathers padded training windows by index from the split's arrays (memory-mapped: a batch
+    reads only its own windows, so a rank of a distributed run never copies the whole split)."""
 
     def __init__(
         self, data: SplitData, window: int, device: torch.device, target_prior: np.ndarray | None = None
@@ -91,33 +91,29 @@ class WindowLoader:
         """`target_prior` (one float per micro-behavior of the split): the session neighbourhood's
         probability of that micro-behavior's SKU as the next product after its input, where it
         is a target; gathered with each target (for a network with `neighbors`)."""
-        self.device = device
+        self.data, self.device = data, device
         self.width = window + 1  # a window holds up to `window` inputs and the target after them
-        as_tensor = lambda a: torch.as_tensor(np.asarray(a, np.int64), device=device)  # noqa: E731
-        self.features = torch.stack([as_tensor(getattr(data, name)) for name in FEATURES], dim=-1)  # (N, F)
-        self.macro = as_tensor(data.macro)
-        self.prior = None if target_prior is None else torch.as_tensor(target_prior, dtype=torch.float32, device=device)
-        starts, ends, first_trained = training_windows(data, window)
-        self.starts, self.ends, self.first_trained = as_tensor(starts), as_tensor(ends), as_tensor(first_trained)
-        self.n_micro_behaviors = int((ends - starts).sum())
+        self.prior = target_prior
+        self.starts, self.ends, self.first_trained = training_windows(data, window)
+        self.n_micro_behaviors = int((self.ends - self.starts).sum())
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def gather(self, index: torch.Tensor):
+    def gather(self, index: np.ndarray):
+        """(x (B, T, F), target_mask (B, T), targets (N,), their priors (N,) or None, real micro-behaviors)."""
         start, end = self.starts[index], self.ends[index]
-        # On CUDA a fixed width avoids a device-to-host sync per batch; on CPU padding costs compute.
-        width = self.width if self.device.type == "cuda" else int((end - start).max())
-        offset = torch.arange(width, device=self.device)[None, :]  # (1, T)
+        # On CUDA a fixed width keeps one shape per batch; on CPU padding costs compute.
+        width = self.width if self.device.type == "cuda" else int((end - start).max(initial=1))
+        offset = np.arange(width)[None, :]  # (1, T)
         position = start[:, None] + offset  # (B, T)
         real = position < end[:, None]
-        position = torch.where(real, position, 0)
-        x = torch.where(real[..., None], self.features[position], 0)  # (B, T, F)
-        sku = x[..., 0]
-        macro = self.macro[position]
+        position = np.where(real, position, 0)
+        x = np.stack([np.where(real, getattr(self.data, name)[position], 0) for name in FEATURES], axis=-1)
+        sku, macro = x[..., 0], np.asarray(self.data.macro)[position]
         # The prefix ending at t predicts t + 1 when t + 1 is real, starts a macro interaction,
         # is in the vocabulary, and t is a prefix this window trains.
-        target_mask = torch.zeros_like(real)
+        target_mask = np.zeros_like(real)
         target_mask[:, :-1] = (
             real[:, 1:]
             & (macro[:, 1:] != macro[:, :-1])
@@ -126,7 +122,48 @@ class WindowLoader:
         )
         targets = sku[:, 1:][target_mask[:, :-1]]
         priors = None if self.prior is None else self.prior[position[:, 1:][target_mask[:, :-1]]]
-        return x, target_mask, targets, priors, real.sum()  # the count stays on the device
+
+        def device(a: np.ndarray, dtype=torch.int64) -> torch.Tensor:
+            tensor = torch.as_tensor(np.ascontiguousarray(a)).to(dtype)
+            return tensor.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else tensor
+
+        return (
+            device(x),
+            device(target_mask, torch.bool),
+            device(targets),
+            None if priors is None else device(priors, torch.float32),
+            int(real.sum()),
+        )
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size): (0, 1) outside a `torchrun` launch."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def start_distributed(config: TrainConfig) -> torch.device | None:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on
+    CPUs, or `train.backend`; returns this rank's device (None outside torchrun)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = pick_device(config.device).type == "cuda"
+    if not torch.distributed.is_initialized():
+        backend = config.backend if config.backend != "auto" else ("nccl" if cuda else "gloo")
+        torch.distributed.init_process_group(backend=backend)
+    if cuda:
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def is_primary() -> bool:
+    """True on the process that writes (rank 0, or the only one)."""
+    return distributed_context()[0] == 0
 
 
 @torch.no_grad()
@@ -160,8 +197,13 @@ def train_network(
 ) -> TrainResult:
     """Train on `features.train`, keep the epoch with the best validation figures. `neighbors`: the
     fitted V-SKNN index a network with `neighbors` mixes in; `on_epoch` sees each epoch's record (a
-    tuning study prunes a trial from it)."""
-    device = pick_device(config.device)
+    tuning study prunes a trial from it).
+
+    Under `torchrun` every rank runs this: DistributedDataParallel, each rank gathering its part of
+    every global batch, validation split across ranks and its figures summed, so early stopping
+    agrees everywhere; the result is the same as one process with the same global batch."""
+    device = start_distributed(config) or pick_device(config.device)
+    world = distributed_context()[1]
     torch.manual_seed(config.seed)
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
@@ -171,6 +213,12 @@ def train_network(
     if pretrained and model_config.word2vec_init:
         model.load_pretrained({k: (torch.as_tensor(v), torch.as_tensor(m)) for k, (v, m) in pretrained.items()})
     model.to(device)
+    trained = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        trained = DistributedDataParallel(DistributedObjective(model), device_ids=ids)
     optimizer = make_optimizer(model, config, device)
     prior = None
     if model.neighbors:  # each training target's neighbourhood probability, its own session left out
@@ -178,21 +226,26 @@ def train_network(
         prior = np.zeros(len(train.sku), np.float32)
         prior[np.asarray(train.example_end)] = neighbors.target_probabilities(train, own_sessions=True)
     loader = WindowLoader(features.train, features.max_len, device, prior)
-    generator = torch.Generator().manual_seed(config.seed)
+    sampler = None
+    if config.sampled_softmax:
+        from rib.models.baselines import visit_counts
+        from rib.models.loss import NegativeSampler
+
+        counts = torch.as_tensor(visit_counts(features.train, features.n_items))
+        sampler_seed = torch.Generator().manual_seed(config.seed + 1)
+        sampler = NegativeSampler(counts, config.sampled_softmax, config.sample_alpha, sampler_seed)
+    generator = torch.Generator().manual_seed(config.seed)  # the same on every rank: one global order
     result = TrainResult(model=model, model_config=model_config, train_config=config, device=str(device))
     best_state, best_optimizer, best_validation, stale = None, None, None, 0
     total_micro, total_seconds = 0, 0.0
     k = evaluation.k
     for epoch in range(1, config.epochs + 1):
-        epoch_loss, epoch_micro, seconds = train_epoch(model, loader, optimizer, config, generator, f"epoch {epoch}")
+        epoch_loss, epoch_micro, seconds = train_epoch(
+            trained, loader, optimizer, config, generator, f"epoch {epoch}", sampler=sampler
+        )
         total_micro += epoch_micro
         total_seconds += seconds
-        figures = evaluate(
-            lambda batch: score_batch(model, batch, config.bf16, neighbors),
-            features.validation,
-            evaluation,
-            features.n_items,
-        )
+        figures = validation_figures(model, features, evaluation, config, neighbors)
         record = {
             "epoch": epoch,
             "train_loss": epoch_loss,
@@ -224,6 +277,36 @@ def train_network(
     return result
 
 
+def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig, config: TrainConfig, neighbors):
+    """The validation figures; in a distributed run each rank ranks its share of the examples and
+    the counts are summed, so every rank gets the same figures (weighted by each rank's count)."""
+    from rib.evaluation.metrics import evaluation_examples, summarize, target_ranks
+
+    rank, world = distributed_context()
+    examples = evaluation_examples(features.validation, evaluation)[rank::world]
+    ranks = []
+    for batch in features.validation.batches(max(16, min(1024, 20_000_000 // features.n_items)), examples):
+        scores = score_batch(model, batch, config.bf16, neighbors)
+        if evaluation.exclude_last_sku:
+            scores[np.arange(len(scores)), batch.last_sku] = -np.inf
+        ranks.append(target_ranks(scores, batch.target))
+    ranks = np.concatenate(ranks) if ranks else np.zeros(0)
+    if world == 1:
+        return summarize(ranks, evaluation.ks)
+    sums = [len(ranks), float(np.isinf(ranks).sum())]
+    for k in evaluation.ks:
+        hit = ranks <= k
+        sums += [float(hit.sum()), float(np.where(hit, 1.0 / ranks, 0.0).sum())]
+    total = torch.tensor(sums, dtype=torch.float64)
+    torch.distributed.all_reduce(total)
+    n = int(total[0])
+    figures = {"n": n, "oov_targets": int(total[1])}
+    for i, k in enumerate(evaluation.ks):
+        figures[f"recall@{k}"] = float(total[2 + 2 * i]) / max(n, 1)
+        figures[f"mrr@{k}"] = float(total[3 + 2 * i]) / max(n, 1)
+    return figures
+
+
 def make_optimizer(model: NextItemNetwork, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW with weight decay on the weight matrices only: never on biases or embedding tables."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
@@ -237,48 +320,70 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite: training stops rather than keep broken weights."""
 
 
+class DistributedObjective(torch.nn.Module):
+    """The network's summed loss as a module's forward, for DistributedDataParallel to wrap."""
+
+    def __init__(self, network: NextItemNetwork) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x, target_mask, targets, priors, sampler, options) -> torch.Tensor:
+        return self.network.loss(x, target_mask, targets, priors, sampler=sampler, reduction="sum", **options)
+
+
+def world_size(model: torch.nn.Module) -> int:
+    return distributed_context()[1] if hasattr(model, "module") else 1
+
+
 def train_epoch(
-    model: NextItemNetwork,
+    model: torch.nn.Module,
     loader: WindowLoader,
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     generator: torch.Generator,
     description: str = "epoch",
     max_batches: int | None = None,
+    sampler=None,
 ) -> tuple[float, int, float]:
-    """One pass over the shuffled training windows: (mean loss, micro-behaviors, seconds)."""
+    """One pass over the shuffled training windows: (mean loss, micro-behaviors, seconds).
+
+    `model` may be wrapped in DistributedDataParallel: every rank draws the same order, takes its
+    part of each global batch, and its loss is its targets' sum over the global number of targets
+    (times the world size, which DDP's gradient averaging divides out): the gradient of the mean
+    over the whole global batch, as one process would compute it."""
+    network = model.module.network if world_size(model) > 1 else model
     device = loader.device
+    rank, world = distributed_context()
     use_bf16 = device.type == "cuda" and config.bf16
     compile_loss = config.compile_loss in (True, "true") or (config.compile_loss == "auto" and device.type == "cuda")
     chunk = config.loss_chunk or (4096 if device.type == "cuda" else 1024)
     model.train()
-    order = torch.randperm(len(loader), generator=generator).to(device)
+    order = torch.randperm(len(loader), generator=generator).numpy()
     batches = range(0, len(loader), config.batch_size)
     if max_batches is not None:
         batches = batches[:max_batches]
-    progress = _progress(batches, description, config.progress)
+    progress = _progress(batches, description, config.progress and rank == 0)
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    total_loss, total_micro, n_batches = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    total_loss, total_micro, n_batches = torch.zeros((), device=device), 0, 0
     for first in progress:
-        x, target_mask, targets, priors, n_micro = loader.gather(order[first : first + config.batch_size])
+        rows = np.array_split(order[first : first + config.batch_size], world)[rank]
+        x, target_mask, targets, priors, n_micro = loader.gather(rows)
+        options = {"chunk": chunk, "compute_dtype": torch.bfloat16 if use_bf16 else None, "compile": compile_loss}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = model.loss(
-                x,
-                target_mask,
-                targets,
-                priors,
-                chunk=chunk,
-                compute_dtype=torch.bfloat16 if use_bf16 else None,
-                compile=compile_loss,
-            )
+            if world == 1:
+                loss = network.loss(x, target_mask, targets, priors, sampler=sampler, **options)
+            else:  # through the DDP wrapper (its forward prepares the gradient averaging)
+                count = torch.tensor([float(len(targets))], device=device)
+                torch.distributed.all_reduce(count)
+                loss = model(x, target_mask, targets, priors, sampler, options) * world / count.clamp_min(1)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
         optimizer.step()
-        total_loss += loss.detach()
+        total_loss += loss.detach() / world
         total_micro += n_micro
         n_batches += 1
         # A check reads the loss on the host: every batch on the CPU, every 20th on a GPU (a sync).
@@ -286,9 +391,13 @@ def train_epoch(
             _check_finite(total_loss, description, n_batches)
         if hasattr(progress, "set_postfix") and n_batches % 20 == 0:
             elapsed = time.perf_counter() - started
-            progress.set_postfix(loss=f"{float(loss):.3f}", mb_per_s=f"{float(total_micro) / elapsed:,.0f}")
+            progress.set_postfix(loss=f"{float(loss):.3f}", mb_per_s=f"{total_micro / elapsed:,.0f}")
     if device.type == "cuda":
         torch.cuda.synchronize()
+    if world > 1:  # the epoch's loss and micro-behaviors over every rank
+        summed = torch.stack([total_loss, torch.tensor(float(total_micro), device=device)])
+        torch.distributed.all_reduce(summed)
+        total_loss, total_micro = summed[0], int(summed[1])
     _check_finite(total_loss, description, n_batches)
     return float(total_loss) / max(n_batches, 1), int(total_micro), time.perf_counter() - started
 

@@ -1,9 +1,16 @@
-"""Data quality gates with Great Expectations 1.x.
+"""Data quality gates with Great Expectations 1.x, on GX's SQL datasource over DuckDB.
 
 Suites are versioned JSON in `expectations/` (GX's own suite format). Each expectation has a
 severity: a failed `critical` one fails the gate (the Dagster check blocks everything
-downstream), a failed `warning` one is reported. Every validation rebuilds the Data Docs
-(HTML, offline: unstyled without the CDN stylesheet) under `<artifacts>/quality/gx/`.
+downstream), a failed `warning` one is reported. Nothing is pulled into pandas: the table to
+validate is written once into a DuckDB file under `<artifacts>/quality/` (with the columns the
+suites derive, computed in SQL, spilling to disk past the memory limit), and GX computes every
+expectation as SQL queries on it. Every validation rebuilds the Data Docs (HTML, offline:
+unstyled without the CDN stylesheet) under `<artifacts>/quality/gx/`.
+
+DuckDB 2 results cannot be read once their connection has gone back to SQLAlchemy's pool, which
+is how GX reads them; the `duckdb+buffered` dialect below (duckdb_engine's, reading each result
+whole before the connection goes back) is the one change that makes GX's SQL path work on it.
 """
 
 from __future__ import annotations
@@ -14,61 +21,150 @@ from pathlib import Path
 import numpy as np
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
+RAW_DB, FEATURES_DB = "raw_quality.duckdb", "features_quality.duckdb"  # one DuckDB file per validated step
 
 
-def raw_frame(micro_behaviors: str | Path):
-    """The canonical table plus two derived columns the raw suite checks."""
-    import pyarrow.parquet as pq
+def _buffered_dialect():
+    """duckdb_engine's dialect with every result read whole at execution (see the module docstring)."""
+    import duckdb_engine
+    from sqlalchemy.dialects import registry
+    from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 
-    frame = pq.read_table(micro_behaviors).to_pandas()
-    frame["session_length"] = frame.groupby("session_id")["position"].transform("size")
-    compared = ["session_id", "sku", "activity", "dwell_seconds", "time_interval_seconds", "timestamp"]
-    previous = frame[compared].shift(1)
-    same = (frame[compared] == previous) | (frame[compared].isna() & previous.isna())
-    frame["repeats_previous_row"] = same.all(axis=1)
-    return frame
+    class BufferedContext(duckdb_engine.Dialect.execution_ctx_cls):
+        def post_exec(self) -> None:
+            super().post_exec()
+            if self.cursor.description is not None:
+                self.cursor_fetch_strategy = FullyBufferedCursorFetchStrategy(self.cursor, self.cursor.description)
+
+    class BufferedDialect(duckdb_engine.Dialect):
+        execution_ctx_cls = BufferedContext
+        supports_statement_cache = False
+
+        def get_columns(self, connection, table_name, schema=None, **kw):
+            """Columns from DuckDB's own catalogue (duckdb_engine's Postgres-catalogue query fails on
+            DuckDB 2), typed with SQLAlchemy's standard types, so GX can compare column types."""
+            rows = connection.exec_driver_sql(
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                f"WHERE table_name = '{table_name}' ORDER BY ordinal_position"
+            ).fetchall()
+            return [
+                {"name": n, "type": _sql_type(t), "nullable": nullable == "YES", "default": None}
+                for n, t, nullable in rows
+            ]
+
+    registry.impls["duckdb.buffered"] = lambda: BufferedDialect
+    return BufferedDialect
 
 
-def features_frames(features_dir: str | Path):
-    """(one row per session with split and the share of its targets seen in training (validation
-    and test), one row per training dwell bucket)."""
+def _sql_type(duckdb_type: str):
+    import sqlalchemy as sa
+
+    types = {
+        "TINYINT": sa.SMALLINT,
+        "SMALLINT": sa.SMALLINT,
+        "INTEGER": sa.INTEGER,
+        "BIGINT": sa.BIGINT,
+        "HUGEINT": sa.NUMERIC,
+        "FLOAT": sa.FLOAT,
+        "DOUBLE": sa.DOUBLE,
+        "VARCHAR": sa.VARCHAR,
+        "BOOLEAN": sa.BOOLEAN,
+        "DATE": sa.DATE,
+    }
+    if duckdb_type.startswith("TIMESTAMP"):
+        return sa.TIMESTAMP(timezone="TIME ZONE" in duckdb_type)
+    return types.get(duckdb_type.split("(")[0], sa.types.NullType)()
+
+
+def _connect(root: Path, name: str, memory_limit: str = "4GB"):
     import duckdb
-    import pandas as pd
+
+    root.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(root / name))
+    con.execute("SET memory_limit = ?", [memory_limit])
+    con.execute("SET temp_directory = ?", [str(root / "spill")])
+    return con
+
+
+def prepare_raw(micro_behaviors: str | Path, root: str | Path) -> Path:
+    """The canonical table plus the two columns the raw suite derives, as table
+    `raw_micro_behaviors` of root/raw.duckdb."""
+    con = _connect(Path(root), RAW_DB)
+    con.execute(
+        """CREATE OR REPLACE TABLE raw_micro_behaviors AS
+           SELECT *, count(*) OVER (PARTITION BY session_id) AS session_length,
+                  coalesce(session_id = lag(session_id) OVER w AND sku = lag(sku) OVER w
+                           AND activity = lag(activity) OVER w AND dwell_seconds = lag(dwell_seconds) OVER w
+                           AND time_interval_seconds IS NOT DISTINCT FROM lag(time_interval_seconds) OVER w
+                           AND timestamp IS NOT DISTINCT FROM lag(timestamp) OVER w, false) AS repeats_previous_row
+           FROM read_parquet(?) WINDOW w AS (ORDER BY session_id, position)""",
+        [str(micro_behaviors)],
+    )
+    con.close()
+    return Path(root) / RAW_DB
+
+
+def prepare_features(features_dir: str | Path, root: str | Path) -> Path:
+    """Tables `feature_sessions` (split, and the share of a validation or test session's targets
+    seen in training) and `dwell_buckets` (each training bucket's share divided by 1/K) of
+    root/features.duckdb."""
+    import pyarrow as pa
 
     from rib.features.dataset import SplitData, load_vocab
     from rib.schema import OOV
 
-    con = duckdb.connect(str(Path(features_dir) / "features.duckdb"), read_only=True)
-    sessions = con.sql("SELECT session_id, split, session_index FROM sessions").df()
-    con.close()
-    sessions["target_known"] = np.nan
+    con = _connect(Path(root), FEATURES_DB)
+    con.execute("ATTACH ? AS built (READ_ONLY)", [str(Path(features_dir) / "features.duckdb")])
+    targets = []
     for split in ("validation", "test"):
         data = SplitData.load(features_dir, split)
-        known = pd.Series(np.asarray(data.example_target) > OOV).groupby(np.asarray(data.example_session)).mean()
-        rows = sessions["split"] == split
-        sessions.loc[rows, "target_known"] = sessions.loc[rows, "session_index"].map(known).astype(float)
+        targets.append(
+            pa.table(
+                {
+                    "split": pa.array([split] * data.n_examples),
+                    "session_index": np.asarray(data.example_session),
+                    "known": np.asarray(data.example_target) > OOV,
+                }
+            )
+        )
+    known = pa.concat_tables(targets)  # noqa: F841 (read by DuckDB by name)
+    con.execute(
+        """CREATE OR REPLACE TABLE feature_sessions AS
+           SELECT s.session_id, s.split, k.target_known
+           FROM built.sessions s LEFT JOIN (
+               SELECT split, session_index, avg(known::INTEGER) AS target_known FROM known GROUP BY ALL
+           ) k USING (split, session_index)"""
+    )
     k = load_vocab(features_dir)["n_dwell_buckets"]
     counts = np.bincount(np.asarray(SplitData.load(features_dir, "train").dwell), minlength=k + 1)[1:]
-    buckets = pd.DataFrame({"bucket": np.arange(1, k + 1), "share_vs_equal": counts / max(counts.sum(), 1) * k})
-    return sessions.drop(columns="session_index"), buckets
+    buckets = pa.table({"bucket": np.arange(1, k + 1), "share_vs_equal": counts / max(counts.sum(), 1) * k})  # noqa: F841
+    con.execute("CREATE OR REPLACE TABLE dwell_buckets AS SELECT * FROM buckets")
+    con.execute("DETACH built")
+    con.close()
+    return Path(root) / FEATURES_DB
 
 
-def validate(frame, suite_name: str, root: str | Path) -> dict:
-    """Validate `frame` against expectations/<suite_name>.json; build Data Docs under root/gx."""
+def validate(database: Path, table: str, suite_name: str, root: str | Path) -> dict:
+    """Validate the DuckDB table `table` of `database` against expectations/<suite_name>.json on
+    GX's SQL datasource; build Data Docs under root/gx."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    _buffered_dialect()
     context = gx.get_context(mode="file", project_root_dir=str(root))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     suite = context.suites.add_or_update(
         gx.ExpectationSuite(**json.loads((EXPECTATIONS_DIR / f"{suite_name}.json").read_text()))
     )
-    source = context.data_sources.add_or_update_pandas("rib")
-    asset = next((a for a in source.assets if a.name == suite_name), None) or source.add_dataframe_asset(suite_name)
+    source = context.data_sources.add_or_update_sql(
+        f"rib_{database.stem}", connection_string=f"duckdb+buffered:///{database.resolve()}", create_temp_table=False
+    )
+    asset = next((a for a in source.assets if a.name == suite_name), None) or source.add_table_asset(
+        suite_name, table_name=table
+    )
     batch = next((b for b in asset.batch_definitions if b.name == "whole"), None)
-    batch = batch or asset.add_batch_definition_whole_dataframe("whole")
+    batch = batch or asset.add_batch_definition_whole_table("whole")
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
     )
@@ -80,7 +176,11 @@ def validate(frame, suite_name: str, root: str | Path) -> dict:
             result_format={"result_format": "SUMMARY"},
         )
     )
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    result = checkpoint.run()
+    engine = source.get_engine()
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
+    engine.dispose()  # let go of the DuckDB file
     expectations = []
     for validation in result.run_results.values():
         for outcome in validation.results:
@@ -99,7 +199,7 @@ def validate(frame, suite_name: str, root: str | Path) -> dict:
     failed = [e for e in expectations if not e["success"]]
     summary = {
         "suite": suite_name,
-        "rows": len(frame),
+        "rows": rows,
         "evaluated": len(expectations),
         "passed": len(expectations) - len(failed),
         "failed": len(failed),
