@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rib.config import FeatureConfig, RIBConfig, TrainConfig
 from rib.features.dataset import SplitData
+from rib.models.loss import NegativeSampler
 from rib.models.rib import RIB
 from rib.models.train import WindowLoader, make_optimizer, pick_device, train_epoch
 
@@ -65,9 +66,15 @@ def time_training(data: SplitData, n_items: int, config: TrainConfig, model_conf
     optimizer = make_optimizer(model, config, device)
     loader = WindowLoader(data, FeatureConfig().max_len, device)
     generator = torch.Generator().manual_seed(0)
+    sampler = None
+    if config.sampled_softmax:  # negatives from the training popularity, as train_network draws them
+        counts = torch.as_tensor(np.bincount(np.asarray(data.sku), minlength=n_items).astype(np.float64))
+        sampler = NegativeSampler(counts, config.sampled_softmax, config.sample_alpha, torch.Generator().manual_seed(1))
     if batches is not None:  # warm-up (compilation, cuDNN plans) outside the timing
-        train_epoch(model, loader, optimizer, config, generator, "warm-up", max_batches=5)
-    loss, micro, seconds = train_epoch(model, loader, optimizer, config, generator, "timed", max_batches=batches)
+        train_epoch(model, loader, optimizer, config, generator, "warm-up", max_batches=5, sampler=sampler)
+    loss, micro, seconds = train_epoch(
+        model, loader, optimizer, config, generator, "timed", max_batches=batches, sampler=sampler
+    )
     return micro / seconds, seconds, micro, loss
 
 
@@ -141,6 +148,7 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="check the chunked softmax against PyTorch first")
     parser.add_argument("--chunks", type=int, nargs="+", default=[4096], help="loss_chunk settings to compare")
     parser.add_argument("--profile", action="store_true", help="print the top CUDA kernels of the first setting")
+    parser.add_argument("--sampled", type=int, nargs="+", default=[0], help="negatives per batch (0: full softmax)")
     args = parser.parse_args()
     device = pick_device(args.device)
     print(
@@ -157,16 +165,33 @@ def main() -> None:
             features = jd_features(args.jd, Path(tmp))
             train = SplitData.load(features, "train")
             vocab = load_vocab(features)
-            model_config = RIBConfig(n_items=len(vocab["sku"]), n_dwell=vocab["n_dwell_buckets"] + 1, repeat=True)
+            n_items = len(vocab["sku"])
+            model_config = RIBConfig(n_items=n_items, n_dwell=vocab["n_dwell_buckets"] + 1, neighbors=False)
             for batch_size in args.batch_sizes:
-                config = TrainConfig(batch_size=batch_size, progress=False, device=str(device))
-                for epoch in range(2):
-                    rate, seconds, micro, _ = time_training(train, len(vocab["sku"]), config, model_config, None)
-                    rows.append((f"JD {args.jd.stem} epoch {epoch + 1}", batch_size, "-", micro, seconds, rate))
+                for sampled in args.sampled:
+                    config = TrainConfig(
+                        batch_size=batch_size, progress=False, device=str(device), sampled_softmax=sampled
+                    )
+                    softmax = f"sampled {sampled}" if sampled else "full"
+                    for epoch in range(2):
+                        rate, seconds, micro, _ = time_training(train, n_items, config, model_config, None)
+                        rows.append(
+                            (
+                                f"JD {args.jd.stem} epoch {epoch + 1}, {softmax} softmax",
+                                batch_size,
+                                "-",
+                                micro,
+                                seconds,
+                                rate,
+                            )
+                        )
+            if args.plain:  # the yardstick on the same catalog size, in the same run
+                print("\nplain loop (CPU, same catalog size, same run):", flush=True)
+                subprocess.run([sys.executable, str(args.plain), "--cpu", str(n_items), *map(str, args.batch_sizes)])
     if args.synthetic:
         data = synthetic_split(args.micro_behaviors, args.skus)
         n_items = args.skus + 2
-        model_config = RIBConfig(n_items=n_items, repeat=True)
+        model_config = RIBConfig(n_items=n_items, neighbors=False)
         settings = [(b, c, k) for b in args.batch_sizes for c in args.compile for k in args.chunks]
         for batch_size, compile_loss, chunk in settings:
             config = TrainConfig(
@@ -193,7 +218,7 @@ def main() -> None:
     )
     for name, batch_size, compile_loss, micro, seconds, rate in rows:
         print(f"| {name} | {batch_size} | {compile_loss} | {micro:,} | {seconds:.2f} | {rate:,.0f} |")
-    if args.plain:
+    if args.plain and args.synthetic:
         print("\nplain loop (same GPU, same run):", flush=True)
         started = time.perf_counter()
         subprocess.run([sys.executable, str(args.plain), *map(str, args.batch_sizes)], check=False)

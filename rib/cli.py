@@ -69,9 +69,13 @@ def _cmd_baselines(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from rib.models.train import is_primary, stop_distributed
+
     params, paths = _setup(args)
     record = steps.run_training(params, paths.replace(models=args.out), args.model, args.variant)
-    _print({k: record[k] for k in ("model", "variant", "best_epoch", "validation", "test")})
+    if is_primary():  # under torchrun every rank runs this command; rank 0 reports
+        _print({k: record[k] for k in ("model", "variant", "best_epoch", "validation", "test")})
+    stop_distributed()
 
 
 def _parse_session(tokens: list[str]) -> list[tuple[str, int, float]]:

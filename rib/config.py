@@ -410,5 +410,12 @@ def _describe(hint) -> str:
 
 
 def params_as_dict(params: Params) -> dict:
-    """Every resolved setting (for `rib params` and for logging)."""
-    return dataclasses.asdict(params)
+    """Every resolved setting, as a params file can hold them (for `rib params`, a launched process,
+    logging): the fields a training step sets per model are left out."""
+    document = dataclasses.asdict(params)
+    for name, value in document.items():
+        section = getattr(params, name)
+        if isinstance(value, dict) and dataclasses.is_dataclass(section):
+            for key in getattr(section, "PER_RUN", ()):
+                value.pop(key, None)
+    return document

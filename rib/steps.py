@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,12 +209,17 @@ def run_training(
     from rib.features.dataset import FeatureSet
     from rib.io import staged_folder
     from rib.models.checkpoint import save_checkpoint
+    from rib.models.train import distributed_context, is_primary
 
     if model not in LEARNED_MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {list(LEARNED_MODELS)}")
+    if params.train.distributed > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_distributed(params, paths, model, variant, log)
     features = FeatureSet.load(paths.features)
     recommender = make_recommender(model, variant, params, paths, log).fit(features)
     result = recommender.result
+    if not is_primary():  # under torchrun, rank 0 alone evaluates and writes
+        return {"model": model, "variant": variant, "rank": distributed_context()[0]}
     folder = paths.model(model, variant)
     ranks = folder.parent / f".{folder.name}-ranks.npz"  # moved into the checkpoint folder with it
     record = {
@@ -242,6 +248,32 @@ def run_training(
         (staging / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
         (staging / "history.json").write_text(json.dumps(record["history"], indent=2) + "\n")  # DVC plots
     return record
+
+
+def _launch_distributed(params: Params, paths: ArtifactPaths, model: str, variant: str, log) -> dict:
+    """`train.distributed` N: the same training step in N processes launched by torchrun (DDP;
+    rank 0 writes), this process waiting for them; returns the record rank 0 wrote."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    from rib.config import params_as_dict
+
+    with tempfile.TemporaryDirectory() as tmp:
+        resolved = dataclasses.replace(params, train=dataclasses.replace(params.train, distributed=0))
+        params_file = Path(tmp) / "params.yaml"
+        params_file.write_text(yaml.safe_dump(params_as_dict(resolved), sort_keys=False))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]  # torchrun
+        command += [f"--nproc_per_node={params.train.distributed}", "-m", "rib.cli", "--params", str(params_file)]
+        command += ["train", "--features", str(paths.features), "--word2vec", str(paths.word2vec)]
+        command += ["--out", str(paths.models), "--model", model, "--variant", variant]
+        log(f"launching {params.train.distributed} training processes: {' '.join(command)}")
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"distributed training failed ({done.returncode}): {done.stderr[-3000:]}")
+    return json.loads((paths.model(model, variant) / "metrics.json").read_text())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,9 @@ class RIB(NextItemNetwork):
         self.rnn = rnn(self.d_in, config.hidden, batch_first=True)
         if config.attention:
             self.attention_m = nn.Linear(config.hidden, config.hidden)  # W_m, b_m
-            self.attention_a = nn.Linear(config.hidden, 1)  # W_a, b_a
+            # W_a; eq. 7's b_a adds one constant to every logit, which the softmax cancels: left out
+            # (its gradient is zero, and Adam would turn float noise in it into steps).
+            self.attention_a = nn.Linear(config.hidden, 1, bias=False)
         if config.attention and config.attention_inputs:  # W_x: each position's micro-behavior, directly
             self.attention_x = nn.Linear(self.d_in, config.hidden, bias=False)
         if config.attention and config.recency:  # r_d: the attention logit of a position d steps before the end

@@ -161,6 +161,11 @@ def start_distributed(config: TrainConfig) -> torch.device | None:
     return torch.device("cpu")
 
 
+def stop_distributed() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def is_primary() -> bool:
     """True on the process that writes (rank 0, or the only one)."""
     return distributed_context()[0] == 0
