@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export PYTHONHASHSEED := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test lint format dev mlflow serve bench clean
+.PHONY: install run test lint format dev mlflow mlflow-server serve bench bench-models clean FORCE
 
 install: $(STAMP)
 
@@ -22,9 +22,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# The Dagster instance's configuration: dagster.yaml (SQLite in .dagster/), or
+# DAGSTER_CONFIG=deploy/dagster-postgres.yaml (PostgreSQL, $$DAGSTER_PG_URL) for a shared deployment.
+DAGSTER_CONFIG ?= dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: $(DAGSTER_CONFIG) FORCE
 	@mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@cmp -s $(DAGSTER_CONFIG) $@ || cp $(DAGSTER_CONFIG) $@
+FORCE:
 
 # The whole pipeline on the built-in default (synthetic) data, then the results table.
 run: install $(DAGSTER_HOME)/dagster.yaml
@@ -52,13 +56,29 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 mlflow: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
+# A shared MLflow tracking server and registry: backend store on PostgreSQL, artifacts under
+# MLFLOW_ARTIFACTS; point the pipeline at it with MLFLOW_TRACKING_URI=http://<host>:5000.
+MLFLOW_BACKEND ?= postgresql+psycopg2://mlflow@127.0.0.1:5432/mlflow
+MLFLOW_ARTIFACTS ?= $(CURDIR)/mlartifacts
+mlflow-server: install
+	$(BIN)/mlflow server --backend-store-uri $(MLFLOW_BACKEND) --artifacts-destination $(MLFLOW_ARTIFACTS) --host 127.0.0.1 --port 5000 --workers 2
+
 # Serve the registered champion on 127.0.0.1:5001 (POST /invocations, see README).
 serve: install
 	MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(BIN)/mlflow models serve -m models:/rib@champion --env-manager local -h 127.0.0.1 -p 5001 -w 1
 
 bench: install
 	$(BIN)/python benchmarks/features_10m.py
-	$(BIN)/python benchmarks/train_throughput.py --jd ../shared/data/jd/appliances.txt
+	$(BIN)/python benchmarks/train_throughput.py --jd ../shared/data/jd/appliances.txt --sampled 0 1024 --plain ../shared/bench/plain_loop.py
+
+MODELS := POP S-POP Item-KNN S-POP+Item-KNN SKNN V-SKNN BPR-MF Word2vec "Word2vec Avg" GRU4Rec NARM SASRec RIB RIB-Attention
+VARIANTS := sku sku_activity sku_dwell sku_micro sku_micro_interval
+
+# The full comparison (every model, the five variants, three session splits) on both JD samples, the tuned settings.
+bench-models: install
+	for data in appliances computers; do \
+	  $(BIN)/rib --params docs/examples/jd_benchmark.yaml benchmark ../shared/data/jd/$$data.txt --format jd --folds 3 \
+	    --out bench_out/$$data --models $(MODELS) --variants $(VARIANTS) || exit 1; done
 
 clean:
 	rm -rf artifacts .dagster .pytest_cache .ruff_cache mlflow.db mlartifacts

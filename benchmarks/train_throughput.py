@@ -8,11 +8,21 @@ GPU machine; pass --plain to time ../shared/bench/plain_loop.py in the same run)
     python benchmarks/train_throughput.py --synthetic --skus 100000 --batch-sizes 1024 2048
 
 The GPU target: >= 2M micro-behaviors/s, over twice the plain loop on the same GPU.
+
+The largest catalog that trains here, full softmax against sampled (each size in its own process,
+its peak memory measured; a size "trains" when it keeps >= --min-rate micro-behaviors/s within
+--memory-gb):
+    .venv/bin/python benchmarks/train_throughput.py --largest --sampled 0 1024
+
+Our chunked softmax against Liger-Kernel's fused linear cross-entropy (CUDA, when installed):
+    python benchmarks/train_throughput.py --kernels
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -50,12 +60,14 @@ def synthetic_split(n_micro: int, n_skus: int, seed: int = 0) -> SplitData:
         sku=sku,
         activity=rng.integers(1, 11, n).astype(np.int8),
         dwell=rng.integers(1, 6, n).astype(np.int8),
+        interval=rng.integers(1, 6, n).astype(np.int8),
         macro=macro.astype(np.int32),
         session_offsets=offsets,
         example_start=empty,
         example_end=empty,
         example_target=empty.astype(np.int32),
         example_session=empty.astype(np.int32),
+        example_is_last=empty.astype(bool),
     )
 
 
@@ -124,6 +136,91 @@ def profile_steps(data, n_items, model_config, setting, device, steps: int = 8) 
     print(prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60))
 
 
+def peak_memory(device: torch.device) -> str:
+    """This process's peak memory, as the --largest walk reads it back."""
+    peak = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB"
+    if device.type == "cuda":
+        peak += f", peak GPU {torch.cuda.max_memory_allocated() / 2**30:.2f} GB"
+    return peak
+
+
+def largest_catalog(args: argparse.Namespace) -> None:
+    """Walk up the catalog sizes, each in a fresh process, for every softmax setting, and print the
+    largest catalog that trains: at least `min_rate` micro-behaviors/s within `memory_gb`."""
+    print(f"\nlargest catalog: >= {args.min_rate:,} micro-behaviors/s within {args.memory_gb} GB, batch 256")
+    print("| softmax | SKUs | micro-behaviors/s | peak memory | trains |\n|---|---:|---:|---|---|")
+    largest = {}
+    for sampled in args.sampled:
+        softmax = f"sampled {sampled}" if sampled else "full"
+        for skus in args.catalogs:
+            command = [sys.executable, __file__, "--synthetic", "--skus", str(skus), "--batches", "10",
+                       "--micro-behaviors", "400000", "--sampled", str(sampled), "--device", args.device]  # fmt: skip
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=args.step_timeout * 8)
+                output = done.stdout + done.stderr + (f"\nexit status {done.returncode}" if done.returncode else "")
+            except subprocess.TimeoutExpired:
+                output = "timed out"
+            found = re.search(r": ([\d,]+) micro-behaviors/s .*peak RSS ([\d.]+) GB(?:, peak GPU ([\d.]+) GB)?", output)
+            if not found:
+                reason = output.strip().splitlines()[-1] if output.strip() else "no output"
+                print(f"| {softmax} | {skus:,} | - | - | no: {reason[:80]} |", flush=True)
+                break
+            rate, rss, gpu = int(found[1].replace(",", "")), float(found[2]), found[3]
+            memory = float(gpu) if gpu else rss
+            trains = rate >= args.min_rate and memory <= args.memory_gb
+            shown = f"{rss:.1f} GB RSS" + (f", {float(gpu):.1f} GB GPU" if gpu else "")
+            print(f"| {softmax} | {skus:,} | {rate:,} | {shown} | {'yes' if trains else 'no'} |", flush=True)
+            if not trains:
+                break
+            largest[softmax] = skus
+    for softmax, skus in largest.items():
+        print(f"largest catalog that trains, {softmax} softmax: {skus:,} SKUs")
+
+
+def compare_kernels(device: torch.device, n: int = 38_000, v: int = 100_000, h: int = 100) -> None:
+    """Forward + backward of the output layer's loss: our chunked softmax against Liger-Kernel's fused
+    linear cross-entropy, timed on the same inputs, each checked against PyTorch in fp32."""
+    import torch.nn.functional as F
+
+    from rib.models.loss import linear_cross_entropy
+
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(n, h, device=device, generator=g)
+    w = torch.randn(v, h, device=device, generator=g) * 0.1
+    b = torch.zeros(v, device=device)
+    t = torch.randint(2, v, (n,), device=device, generator=g)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    F.cross_entropy(xr @ wr.t() + b, t).backward()
+    kernels = {
+        "chunked bf16": lambda x, w: linear_cross_entropy(x, w, b, t, 4096, torch.bfloat16).mean(),
+        "chunked bf16 compiled": lambda x, w: linear_cross_entropy(x, w, b, t, 4096, torch.bfloat16, True).mean(),
+    }
+    try:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        liger = LigerFusedLinearCrossEntropyLoss()
+        kernels["liger fused bf16"] = lambda x, w: liger(w.bfloat16(), x.bfloat16(), t, b.bfloat16())
+        kernels["liger fused fp32"] = lambda x, w: liger(w, x, t, b)
+    except ImportError as error:
+        print(f"liger-kernel not importable ({error}): only our kernel is timed")
+    print(f"\nloss kernel, N={n:,} targets x V={v:,} products x H={h}, forward + backward:")
+    for name, kernel in kernels.items():
+        try:
+            for repeat in range(6):  # the first two warm up (compilation, autotuning)
+                if repeat == 2:
+                    torch.cuda.synchronize()
+                    started = time.perf_counter()
+                xk, wk = x.clone().requires_grad_(), w.clone().requires_grad_()
+                loss = kernel(xk, wk)
+                loss.backward()
+            torch.cuda.synchronize()
+            ms = (time.perf_counter() - started) / 4 * 1000
+            errors = [float((a.grad.float() - r.grad).norm() / r.grad.norm()) for a, r in ((xk, xr), (wk, wr))]
+            print(f"  {name}: {ms:.2f} ms, grad rel err x {errors[0]:.1e}, w {errors[1]:.1e}", flush=True)
+        except Exception as error:
+            print(f"  {name}: FAILED {type(error).__name__}: {error}", flush=True)
+
+
 def jd_features(path: Path, out: Path) -> Path:
     from rib.config import DataConfig, FeatureConfig
     from rib.data.ingest import ingest_logs
@@ -149,6 +246,12 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, nargs="+", default=[4096], help="loss_chunk settings to compare")
     parser.add_argument("--profile", action="store_true", help="print the top CUDA kernels of the first setting")
     parser.add_argument("--sampled", type=int, nargs="+", default=[0], help="negatives per batch (0: full softmax)")
+    parser.add_argument("--largest", action="store_true", help="walk up --catalogs for every --sampled setting")
+    parser.add_argument("--catalogs", type=int, nargs="+", default=[10_000, 100_000, 300_000, 1_000_000, 3_000_000])
+    parser.add_argument("--min-rate", type=int, default=1000, help="micro-behaviors/s a catalog must keep to count")
+    parser.add_argument("--memory-gb", type=float, default=20.0, help="memory a catalog may take to count")
+    parser.add_argument("--step-timeout", type=int, default=60, help="seconds per batch before a size fails")
+    parser.add_argument("--kernels", action="store_true", help="time our chunked softmax against Liger's (CUDA)")
     args = parser.parse_args()
     device = pick_device(args.device)
     print(
@@ -157,6 +260,11 @@ def main() -> None:
     )
     if args.check:
         check_loss(device)
+    if args.kernels and device.type == "cuda":
+        compare_kernels(device)
+    if args.largest:
+        largest_catalog(args)
+        return
     rows = []
     if args.jd:
         from rib.features.dataset import load_vocab
@@ -192,12 +300,20 @@ def main() -> None:
         data = synthetic_split(args.micro_behaviors, args.skus)
         n_items = args.skus + 2
         model_config = RIBConfig(n_items=n_items, neighbors=False)
-        settings = [(b, c, k) for b in args.batch_sizes for c in args.compile for k in args.chunks]
-        for batch_size, compile_loss, chunk in settings:
+        settings = [
+            (b, c, k, n) for b in args.batch_sizes for c in args.compile for k in args.chunks for n in args.sampled
+        ]
+        for batch_size, compile_loss, chunk, sampled in settings:
             config = TrainConfig(
-                batch_size=batch_size, progress=False, device=str(device), compile_loss=compile_loss, loss_chunk=chunk
+                batch_size=batch_size,
+                progress=False,
+                device=str(device),
+                compile_loss=compile_loss,
+                loss_chunk=chunk,
+                sampled_softmax=sampled,
             )
-            label = f"batch {batch_size} compile {compile_loss} chunk {chunk}"
+            softmax = f"sampled {sampled}" if sampled else "full"
+            label = f"batch {batch_size} compile {compile_loss} chunk {chunk} {softmax} softmax"
             try:
                 rate, seconds, micro, loss = time_training(data, n_items, config, model_config, args.batches)
             except Exception as error:  # report and go on to the next setting
@@ -206,12 +322,11 @@ def main() -> None:
             finally:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-            rows.append(
-                (f"synthetic {args.skus:,} SKUs, chunk {chunk}", batch_size, compile_loss, micro, seconds, rate)
-            )
-            print(f"{label}: {rate:,.0f} micro-behaviors/s (loss {loss:.3f})", flush=True)
+            name = f"synthetic {args.skus:,} SKUs, chunk {chunk}, {softmax} softmax"
+            rows.append((name, batch_size, compile_loss, micro, seconds, rate))
+            print(f"{label}: {rate:,.0f} micro-behaviors/s (loss {loss:.3f}) {peak_memory(device)}", flush=True)
         if args.profile:
-            profile_steps(data, n_items, model_config, settings[0], device)
+            profile_steps(data, n_items, model_config, settings[0][:3], device)
     print(
         "\n| run | batch | compile_loss | micro-behaviors | seconds | micro-behaviors/s |"
         "\n|---|---:|---|---:|---:|---:|"

@@ -1,5 +1,7 @@
 """Typed resources: where the configuration lives and where the steps write, MLflow, DVC."""
 
+import os
+
 from dagster import ConfigurableResource
 
 from rib.artifacts import ArtifactPaths
@@ -24,9 +26,11 @@ class RibParams(ConfigurableResource):
 
 
 class MlflowTracking(ConfigurableResource):
-    """MLflow on a SQLite store in the project; artifacts in a folder next to it."""
+    """MLflow: by default a SQLite store in the project, artifacts in a folder next to it; with
+    $MLFLOW_TRACKING_URI (for example http://mlflow.internal:5000, an `mlflow server` on PostgreSQL
+    that a team shares: README, shared state) that server, which keeps the artifacts itself."""
 
-    tracking_uri: str = "sqlite:///mlflow.db"
+    tracking_uri: str = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     artifact_root: str = "mlartifacts"
     experiment: str = "rib"
 

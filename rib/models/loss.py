@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 STORE_LIMIT_BYTES = 12 * 1024**3
+CHUNK_LIMIT_BYTES = {"cuda": 8 * 1024**3}  # one chunk's logits and their gradient; elsewhere 1 GiB
 
 
 def _chunk_forward(x: Tensor, weight: Tensor, bias: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -119,7 +120,10 @@ def linear_cross_entropy(
     """Per-row cross-entropy -log softmax(x @ weight.T + bias)[target]. x (N, H), weight (V, H) -> (N,)"""
     if x.shape[0] == 0:
         return x.new_zeros(0, dtype=torch.float32) + (weight.sum() + bias.sum()).float() * 0
-    chunk = min(chunk, x.shape[0])
+    # A chunk holds its fp32 logits, their exponentials and the stored gradient: about 12 bytes per
+    # row and product, so the rows per chunk shrink as the catalog grows (1M products: 89 on CPU).
+    limit = CHUNK_LIMIT_BYTES.get(x.device.type, 1024**3)
+    chunk = max(1, min(chunk, x.shape[0], limit // (12 * weight.shape[0])))
     return _LinearCrossEntropy.apply(
         x, weight, bias, target, chunk, compute_dtype or x.dtype, compile, store_limit_bytes
     )

@@ -184,6 +184,10 @@ def score_batch(model: NextItemNetwork, batch: Batch, bf16: bool = True, neighbo
     return only_products(scores.float().cpu().numpy())
 
 
+def _silent(message: str) -> None:
+    pass
+
+
 def _better(new: dict, best: dict | None, k: int) -> bool:
     if best is None:
         return True
@@ -209,6 +213,8 @@ def train_network(
     agrees everywhere; the result is the same as one process with the same global batch."""
     device = start_distributed(config) or pick_device(config.device)
     world = distributed_context()[1]
+    if not is_primary():  # one log for the run: rank 0's (every rank computes the same figures)
+        log = _silent
     torch.manual_seed(config.seed)
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)

@@ -1,4 +1,5 @@
-"""MLflow tracking on a SQLite store inside the project (never the deprecated ./mlruns file store).
+"""MLflow tracking: a SQLite store inside the project by default (never the deprecated ./mlruns file
+store), or a shared `mlflow server` (PostgreSQL backend store, its own artifact root) by URI.
 
 Each training run logs its parameters, the data version (md5 of the raw input files, as DVC
 computes it, from the ingest report), per-epoch validation metrics, test metrics, its training
@@ -30,8 +31,9 @@ def tracked_run(config: TrackingConfig, run_name: str, tags: dict[str, str] | No
 
     mlflow.set_tracking_uri(config.tracking_uri)
     experiment = mlflow.get_experiment_by_name(config.experiment)
-    if experiment is None:
-        artifact_location = Path(config.artifact_root).resolve().as_uri()
+    if experiment is None:  # a tracking server keeps artifacts where it was told (--artifacts-destination)
+        server = config.tracking_uri.startswith(("http://", "https://"))
+        artifact_location = None if server else Path(config.artifact_root).resolve().as_uri()
         experiment_id = mlflow.create_experiment(config.experiment, artifact_location=artifact_location)
     else:
         experiment_id = experiment.experiment_id
