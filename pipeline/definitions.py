@@ -4,7 +4,7 @@ The asset graph depends on the params file (one training asset per model and var
 `experiment`), so the definitions are built from it: params.yaml, or the file $RIB_PARAMS names.
 """
 
-from dagster import Definitions
+from dagster import Definitions, PipesSubprocessClient
 
 from pipeline.automation import automation
 from pipeline.checks import DATA_CHECKS
@@ -53,6 +53,7 @@ def build_definitions(params_path: str | None = None, **resources) -> Definition
             "rib_params": RibParams(params_path=params_path),
             "mlflow_tracking": MlflowTracking(),
             "dvc_versioning": DvcVersioning(),
+            "training_launcher": PipesSubprocessClient(),  # a cluster client (e.g. PipesK8sClient) in production
             **resources,
         },
     )

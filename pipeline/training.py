@@ -1,6 +1,16 @@
 """Training assets: word2vec pretraining, and one asset per trained model and input variant."""
 
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+import dataclasses
+import sys
+
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    PipesSubprocessClient,
+    asset,
+)
 
 from pipeline.data import features
 from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
@@ -40,40 +50,22 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
         rib_params: RibParams,
         mlflow_tracking: MlflowTracking,
         dvc_versioning: DvcVersioning,
+        training_launcher: PipesSubprocessClient,
     ) -> MaterializeResult:
-        from rib.ops.tracking import log_training, tracked_run
-        from rib.steps import ingest_report, run_training
-
-        params, paths = rib_params.load(), rib_params.paths()
-        report = ingest_report(paths)
-        version = report["data_version"]
-        tags = {"model": model, "variant": variant, "data_version": version, "dagster_run_id": context.run.run_id}
-        if report.get("days"):  # daily inputs: the days of the training window
-            tags["days"] = ",".join(report["days"])
-        with tracked_run(mlflow_tracking.config(), model_folder(model, variant), tags) as run:
-            record = run_training(params, paths, model, variant, log=context.log.info)
-            log_training(record, version, paths.model(model, variant))
+        # The step runs as its own process (pipeline/external/train_step.py) through Dagster Pipes:
+        # its log and metadata come back here; a cluster client in place of the subprocess one
+        # runs it elsewhere (README: scaling out).
+        tracking = mlflow_tracking.config()  # a TrackingConfig dataclass
+        extras = {
+            "params_path": rib_params.params_path,
+            "artifacts_dir": rib_params.artifacts_dir,
+            "model": model,
+            "variant": variant,
+            "tracking": dataclasses.asdict(tracking),
+        }
+        command = [sys.executable, "-m", "pipeline.external.train_step"]
+        result = training_launcher.run(command=command, context=context, extras=extras).get_materialize_result()
         dvc_versioning.record(f"train@{model}-{variant}")
-        k = params.evaluation.k
-        curve = "\n".join(
-            f"| {h['epoch']} | {h['train_loss']:.4f} "
-            f"| {h[f'validation_recall@{k}']:.4f} | {h[f'validation_mrr@{k}']:.4f} |"
-            for h in record["history"]
-        )
-        return MaterializeResult(
-            metadata={
-                "checkpoint": MetadataValue.path(str(paths.model(model, variant))),
-                "best_epoch": record["best_epoch"],
-                f"validation recall@{k}": record["validation"][f"recall@{k}"],
-                f"test recall@{k}": record["test"][f"recall@{k}"],
-                f"test mrr@{k}": record["test"][f"mrr@{k}"],
-                "micro_behaviors_per_second": record["micro_behaviors_per_second"],
-                "device": record["device"],
-                "mlflow_run_id": run.info.run_id,
-                "curve": MetadataValue.md(
-                    f"| epoch | loss | val recall@{k} | val mrr@{k} |\n|---:|---:|---:|---:|\n" + curve
-                ),
-            }
-        )
+        return result
 
     return train

@@ -112,6 +112,16 @@ def test_materialize_the_whole_graph_in_process(pipeline_run):
     assert (tmp_path / "artifacts" / "models" / "RIB-sku_micro" / "weights.npz").exists()
 
 
+def test_training_runs_in_its_own_process_through_dagster_pipes(pipeline_run):
+    import os
+
+    result = pipeline_run[0]
+    metadata = result.asset_materializations_for_node("rib_sku_micro")[0].metadata
+    assert metadata["process"].value != os.getpid()  # pipeline/external/train_step.py, launched by Pipes
+    assert metadata["best_epoch"].value >= 1 and "| epoch | loss |" in metadata["curve"].value
+    assert metadata["test recall@20"].value >= 0 and metadata["mlflow_run_id"].value
+
+
 def test_the_report_is_self_contained_and_has_every_section(pipeline_run):
     import re
 
