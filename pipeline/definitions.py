@@ -4,14 +4,14 @@ The asset graph depends on the params file (one training asset per model and var
 `experiment`), so the definitions are built from it: params.yaml, or the file $RIB_PARAMS names.
 """
 
-from dagster import Definitions, PipesSubprocessClient
+from dagster import Definitions
 
 from pipeline.automation import automation
 from pipeline.checks import DATA_CHECKS
 from pipeline.data import daily_assets, features, raw_micro_behaviors
 from pipeline.evaluation import baseline_comparison, model_comparison_asset, registered_model_asset
 from pipeline.insight import case_study_asset, report_asset, section3_analysis
-from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
+from pipeline.resources import DvcVersioning, MlflowTracking, RibParams, TrainingLauncher
 from pipeline.training import training_asset, training_asset_name, word2vec_embeddings
 from rib.config import default_params_path, load_params
 
@@ -53,7 +53,7 @@ def build_definitions(params_path: str | None = None, **resources) -> Definition
             "rib_params": RibParams(params_path=params_path),
             "mlflow_tracking": MlflowTracking(),
             "dvc_versioning": DvcVersioning(),
-            "training_launcher": PipesSubprocessClient(),  # a cluster client (e.g. PipesK8sClient) in production
+            "training_launcher": TrainingLauncher(),  # this machine, or a GPU pod (kind k8s)
             **resources,
         },
     )

@@ -1,6 +1,7 @@
 """Typed resources: where the configuration lives and where the steps write, MLflow, DVC."""
 
 import os
+import sys
 
 from dagster import ConfigurableResource
 
@@ -52,3 +53,51 @@ class DvcVersioning(ConfigurableResource):
         from rib.ops.versioning import record_stage
 
         return record_stage(stage, self.root, force)
+
+
+class TrainingLauncher(ConfigurableResource):
+    """Where a training step's process runs, through Dagster Pipes: `subprocess` on this machine
+    (PipesSubprocessClient, the default), or `k8s`, a pod of `image` asking for `gpus` GPUs
+    (PipesK8sClient, in production; $RIB_TRAINING_LAUNCHER=k8s picks it). The pod must see the
+    params file and the artifacts folder at the same paths (a shared volume in `volumes`)."""
+
+    kind: str = os.environ.get("RIB_TRAINING_LAUNCHER", "subprocess")  # subprocess | k8s
+    image: str = "rib:latest"
+    namespace: str = "default"
+    gpus: int = 1
+    cpus: str = "8"
+    memory: str = "64Gi"
+    volume_claim: str | None = None  # a PersistentVolumeClaim mounted at `mount_path`
+    mount_path: str = "/work"
+
+    def command(self) -> list[str]:
+        python = sys.executable if self.kind == "subprocess" else "python"
+        return [python, "-m", "pipeline.external.train_step"]
+
+    def pod_spec(self) -> dict:
+        """The pod the k8s launcher asks for (dagster-k8s merges in the image, command and Pipes' env)."""
+        resources = {"cpu": self.cpus, "memory": self.memory, "nvidia.com/gpu": str(self.gpus)}
+        container: dict = {"name": "dagster-pipes-execution", "resources": {"limits": resources, "requests": resources}}
+        spec: dict = {"containers": [container], "restartPolicy": "Never"}
+        if self.volume_claim:
+            container["volumeMounts"] = [{"name": "work", "mountPath": self.mount_path}]
+            spec["volumes"] = [{"name": "work", "persistentVolumeClaim": {"claimName": self.volume_claim}}]
+        return spec
+
+    def run(self, context, extras: dict):
+        if self.kind == "k8s":
+            from dagster_k8s import PipesK8sClient
+
+            return PipesK8sClient().run(
+                context=context,
+                image=self.image,
+                command=self.command(),
+                namespace=self.namespace,
+                base_pod_spec=self.pod_spec(),
+                extras=extras,
+            )
+        if self.kind != "subprocess":
+            raise ValueError(f"TrainingLauncher.kind {self.kind!r}: expected subprocess or k8s")
+        from dagster import PipesSubprocessClient
+
+        return PipesSubprocessClient().run(context=context, command=self.command(), extras=extras)

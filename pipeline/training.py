@@ -1,19 +1,17 @@
 """Training assets: word2vec pretraining, and one asset per trained model and input variant."""
 
 import dataclasses
-import sys
 
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    PipesSubprocessClient,
     asset,
 )
 
 from pipeline.data import features
-from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
+from pipeline.resources import DvcVersioning, MlflowTracking, RibParams, TrainingLauncher
 from rib.artifacts import model_folder
 
 
@@ -50,11 +48,10 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
         rib_params: RibParams,
         mlflow_tracking: MlflowTracking,
         dvc_versioning: DvcVersioning,
-        training_launcher: PipesSubprocessClient,
+        training_launcher: TrainingLauncher,
     ) -> MaterializeResult:
-        # The step runs as its own process (pipeline/external/train_step.py) through Dagster Pipes:
-        # its log and metadata come back here; a cluster client in place of the subprocess one
-        # runs it elsewhere (README: scaling out).
+        # The step runs as its own process (pipeline/external/train_step.py) through Dagster Pipes,
+        # here or in a GPU pod (TrainingLauncher); its log and metadata come back here.
         tracking = mlflow_tracking.config()  # a TrackingConfig dataclass
         extras = {
             "params_path": rib_params.params_path,
@@ -63,8 +60,7 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
             "variant": variant,
             "tracking": dataclasses.asdict(tracking),
         }
-        command = [sys.executable, "-m", "pipeline.external.train_step"]
-        result = training_launcher.run(command=command, context=context, extras=extras).get_materialize_result()
+        result = training_launcher.run(context, extras).get_materialize_result()
         dvc_versioning.record(f"train@{model}-{variant}")
         return result
 

@@ -122,6 +122,24 @@ def test_training_runs_in_its_own_process_through_dagster_pipes(pipeline_run):
     assert metadata["test recall@20"].value >= 0 and metadata["mlflow_run_id"].value
 
 
+def test_the_gpu_pod_a_cluster_launcher_asks_for():
+    """The production launcher, checked offline: the pod dagster-k8s would create for a training step."""
+    from dagster_k8s.pipes import build_pod_body
+
+    from pipeline.resources import TrainingLauncher
+
+    launcher = TrainingLauncher(kind="k8s", image="registry.shop/rib:1.4", gpus=2, volume_claim="rib-work")
+    pod = build_pod_body("rib-train", launcher.image, launcher.command(), {"RIB_PARAMS": "/work/params.yaml"},
+                         None, launcher.pod_spec())  # fmt: skip
+    (container,) = pod.spec.containers
+    assert container.image == "registry.shop/rib:1.4"
+    assert container.command == ["python", "-m", "pipeline.external.train_step"]
+    assert container.resources.limits["nvidia.com/gpu"] == "2"
+    assert container.volume_mounts[0].mount_path == "/work" and pod.spec.restart_policy == "Never"
+    assert pod.spec.volumes[0].persistent_volume_claim.claim_name == "rib-work"
+    assert ("RIB_PARAMS", "/work/params.yaml") in [(e.name, e.value) for e in container.env]
+
+
 def test_the_report_is_self_contained_and_has_every_section(pipeline_run):
     import re
 
