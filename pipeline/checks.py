@@ -1,10 +1,19 @@
-"""Asset checks for data quality. Great Expectations suites (expectations/*.json) run here: their
-critical expectations are blocking checks, so a raw log that fails them stops feature building
-and training downstream; warnings are reported without blocking."""
+"""Asset checks for data quality and for every trained model. Great Expectations suites
+(expectations/*.json) run here: their critical expectations are blocking checks, so a raw log that
+fails them stops feature building and training downstream; warnings are reported without
+blocking. Every trained model passes the gates of rib/ops/gates.py before anything downstream."""
 
 from collections.abc import Iterable
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue, asset_check, multi_asset_check
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetsDefinition,
+    MetadataValue,
+    asset_check,
+    multi_asset_check,
+)
 
 from pipeline.data import RAW, features
 from pipeline.resources import RibParams
@@ -93,3 +102,30 @@ def features_expectations(rib_params: RibParams) -> Iterable[AssetCheckResult]:
 
 
 DATA_CHECKS = [every_row_accounted_for, quarantine_share, raw_expectations, features_expectations]
+
+MODEL_GATES = ("finite_loss", "reload_identical", "not_below_baseline")
+
+
+def model_gate_checks(trained: AssetsDefinition, model: str, variant: str, baselines: AssetsDefinition):
+    """The gates of rib/ops/gates.py as blocking checks of one training asset: a model that fails one
+    stops everything downstream (the comparison, the registration), so the champion stays."""
+
+    @multi_asset_check(
+        name=f"{trained.key.to_python_identifier()}_gates",
+        specs=[AssetCheckSpec(name, asset=trained, blocking=True, additional_deps=[baselines]) for name in MODEL_GATES],
+        description="Finite loss, identical scores after reloading, validation recall not below the baseline's.",
+    )
+    def gates(rib_params: RibParams) -> Iterable[AssetCheckResult]:
+        from rib.ops.gates import model_gates
+
+        params, paths = rib_params.load(), rib_params.paths()
+        folder = paths.model(model, variant)
+        for gate in model_gates(folder, paths.features, paths.baselines, params.evaluation, params.registry):
+            yield AssetCheckResult(
+                check_name=gate.name,
+                asset_key=trained.key,
+                passed=gate.passed,
+                metadata={"reason": MetadataValue.text(gate.reason), **gate.metadata},
+            )
+
+    return gates

@@ -7,7 +7,7 @@ The asset graph depends on the params file (one training asset per model and var
 from dagster import Definitions
 
 from pipeline.automation import automation
-from pipeline.checks import DATA_CHECKS
+from pipeline.checks import DATA_CHECKS, model_gate_checks
 from pipeline.data import daily_assets, features, raw_micro_behaviors
 from pipeline.evaluation import baseline_comparison, model_comparison_asset, registered_model_asset
 from pipeline.insight import case_study_asset, report_asset, section3_analysis
@@ -22,6 +22,12 @@ def build_definitions(params_path: str | None = None, **resources) -> Definition
     params = load_params(params_path)
     experiment = params.experiment
     trained = [training_asset(model, variant) for model in experiment.models for variant in experiment.variants]
+    gate_checks = [
+        model_gate_checks(asset, model, variant, baseline_comparison)
+        for asset, (model, variant) in zip(
+            trained, [(m, v) for m in experiment.models for v in experiment.variants], strict=True
+        )
+    ]
     comparison = model_comparison_asset(trained)
     rib_names = {training_asset_name("RIB", variant) for variant in experiment.variants}
     case_study = case_study_asset([a for a in trained if a.key.to_user_string() in rib_names])
@@ -45,7 +51,7 @@ def build_definitions(params_path: str | None = None, **resources) -> Definition
     ]
     return Definitions(
         assets=assets,
-        asset_checks=DATA_CHECKS,
+        asset_checks=[*DATA_CHECKS, *gate_checks],
         jobs=[job],
         schedules=[schedule],
         sensors=[sensor],

@@ -243,6 +243,8 @@ class RegistryConfig:
     model_name: str = "rib"
     model: str = "RIB"
     variant: str = "sku_micro"
+    gate_baseline: str = "S-POP"  # a model whose validation Recall@k falls below this baseline's ...
+    gate_margin: float = 0.02  # ... by more than this is not registered (rib/ops/gates.py)
 
 
 @dataclass

@@ -344,11 +344,18 @@ def run_comparison(params: Params, paths: ArtifactPaths, runs: list[Run] | None 
 
 
 def run_registration(params: Params, paths: ArtifactPaths, tracking) -> dict:
-    """Log the configured model as an MLflow pyfunc version; move `champion` only on improvement."""
+    """Log the configured model as an MLflow pyfunc version; move `champion` only on improvement.
+    A model failing a gate (rib/ops/gates.py) is not registered: the reason comes back instead."""
+    from rib.ops.gates import model_gates
     from rib.ops.registry import register_model
 
     registry = params.registry
     checkpoint = paths.model(registry.model, registry.variant)
+    gates = model_gates(checkpoint, paths.features, paths.baselines, params.evaluation, registry)
+    failed = [gate for gate in gates if not gate.passed]
+    if failed:  # the champion stays
+        reasons = "; ".join(f"{g.name}: {g.reason}" for g in failed)
+        return {"model": registry.model_name, "registered": False, "promoted": False, "reason": reasons}
     record = json.loads((checkpoint / "metrics.json").read_text())
     metric = f"recall@{params.evaluation.k}"
     version = ingest_report(paths)["data_version"]

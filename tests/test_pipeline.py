@@ -56,7 +56,12 @@ def test_definitions_load_with_every_asset_and_check():
         "raw_warning_expectations",
         "features_critical_expectations",
         "features_warning_expectations",
+        "finite_loss",
+        "reload_identical",
+        "not_below_baseline",
     }
+    gated = {key.asset_key.to_user_string() for key in graph.asset_check_keys if key.name == "reload_identical"}
+    assert gated == trained  # every trained model is gated
     job = defs.resolve_job_def("rib_pipeline")
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == keys
 
@@ -88,8 +93,8 @@ def materialize_everything(tmp_path, params_path, raise_on_error: bool = True):
 def test_materialize_the_whole_graph_in_process(pipeline_run):
     result, tmp_path, params_path, _ = pipeline_run
     assert result.success
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert len(checks) == 6 and all(checks.values()), checks
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert len(checks) == 6 + 3 * N_TRAINED and all(checks.values()), checks
     gx_metadata = next(
         e.metadata for e in result.get_asset_check_evaluations() if e.check_name == "raw_critical_expectations"
     )
@@ -381,3 +386,44 @@ def test_served_champion_answers_over_http(pipeline_run):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_model_failing_a_gate_is_not_registered_and_the_champion_stays(pipeline_run, tmp_path):
+    """Last in this module: it retrains the registered model. The not-below-baseline gate made
+    impossible (a margin of -1: validation Recall@20 above S-POP's + 1)."""
+    from mlflow import MlflowClient
+
+    _, _, params_path, tracking = pipeline_run
+    client = MlflowClient(tracking_uri=tracking.tracking_uri)
+    champion = client.get_model_version_by_alias("rib", "champion").version
+    versions = len(client.search_model_versions("name='rib'"))
+    strict = yaml.safe_load(params_path.read_text())
+    strict["registry"] = {"gate_margin": -1.0}
+    strict_path = tmp_path / "strict.yaml"
+    strict_path.write_text(yaml.safe_dump(strict))
+    definitions = build_definitions(strict_path, mlflow_tracking=tracking, dvc_versioning=NO_DVC)
+    rerun = {"rib_sku_micro", "model_comparison", "registered_model"}  # upstream stays as materialized
+    selected = [a for a in definitions.assets if {k.to_user_string() for k in a.keys} & rerun]
+    checks = [c for c in definitions.asset_checks if "rib_sku_micro" in c.node_def.name]
+    outcome = materialize(
+        [*selected, *checks],
+        resources=definitions.resources,
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    gates = {e.check_name: e for e in outcome.get_asset_check_evaluations()}
+    assert gates["finite_loss"].passed and gates["reload_identical"].passed
+    failed = gates["not_below_baseline"]
+    assert not failed.passed and "< S-POP's" in failed.metadata["reason"].value
+    materialized = {e.asset_key.to_user_string() for e in outcome.get_asset_materialization_events()}
+    assert materialized == {"rib_sku_micro"}  # neither compared nor registered
+    assert client.get_model_version_by_alias("rib", "champion").version == champion
+    assert len(client.search_model_versions("name='rib'")) == versions  # nothing new registered
+    # The DVC stage / CLI path refuses it too, saying why.
+    from rib.steps import run_registration
+
+    refused = run_registration(
+        load_params(strict_path), RibParams(params_path=str(strict_path)).paths(), tracking.config()
+    )
+    assert refused["registered"] is False and "not_below_baseline" in refused["reason"]
+    assert client.get_model_version_by_alias("rib", "champion").version == champion
