@@ -7,6 +7,7 @@ from dagster import (
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
+    RetryPolicy,
     asset,
 )
 
@@ -40,6 +41,8 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
         name=training_asset_name(model, variant),
         group_name="training",
         pool="training",  # one training at a time (dagster.yaml): each uses every core or the GPU
+        # A killed step (preempted pod, OOM) is retried, and resumes after its last finished epoch.
+        retry_policy=RetryPolicy(max_retries=2, delay=10),
         deps=[features, word2vec_embeddings],
         description=f"{model} on input variant {variant}: trained, early-stopped on validation, tested once.",
     )

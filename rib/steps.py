@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,11 +217,13 @@ def run_training(
     if params.train.distributed > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_distributed(params, paths, model, variant, log)
     features = FeatureSet.load(paths.features)
-    recommender = make_recommender(model, variant, params, paths, log).fit(features)
+    folder = paths.model(model, variant)
+    recommender = make_recommender(model, variant, params, paths, log)
+    recommender.progress_dir = folder.parent / f".{folder.name}-progress"  # a killed run resumes from here
+    recommender.fit(features)
     result = recommender.result
     if not is_primary():  # under torchrun, rank 0 alone evaluates and writes
         return {"model": model, "variant": variant, "rank": distributed_context()[0]}
-    folder = paths.model(model, variant)
     ranks = folder.parent / f".{folder.name}-ranks.npz"  # moved into the checkpoint folder with it
     record = {
         "model": model,
@@ -247,6 +250,7 @@ def run_training(
         ranks.replace(staging / RANKS_FILE)
         (staging / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
         (staging / "history.json").write_text(json.dumps(record["history"], indent=2) + "\n")  # DVC plots
+    shutil.rmtree(recommender.progress_dir, ignore_errors=True)  # finished: the next run starts afresh
     return record
 
 

@@ -62,6 +62,8 @@ def test_definitions_load_with_every_asset_and_check():
     }
     gated = {key.asset_key.to_user_string() for key in graph.asset_check_keys if key.name == "reload_identical"}
     assert gated == trained  # every trained model is gated
+    for name in trained:  # a killed training is retried, and resumes (tests/test_resume.py)
+        assert defs.resolve_assets_def(name).op.retry_policy.max_retries >= 1
     job = defs.resolve_job_def("rib_pipeline")
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == keys
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Self
 
 import numpy as np
@@ -184,6 +187,26 @@ def score_batch(model: NextItemNetwork, batch: Batch, bf16: bool = True, neighbo
     return only_products(scores.float().cpu().numpy())
 
 
+PROGRESS_FILE = "progress.pt"
+
+
+def save_progress(folder: Path, state: dict) -> None:
+    """The state after an epoch, replacing the previous one atomically (a kill leaves one or the other)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / (PROGRESS_FILE + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, folder / PROGRESS_FILE)
+
+
+def load_progress(folder: Path | None, fingerprint: str, device: torch.device) -> dict | None:
+    """The last epoch's state of a run with these settings, if one was left in `folder`."""
+    path = None if folder is None else Path(folder) / PROGRESS_FILE
+    if path is None or not path.exists():
+        return None
+    state = torch.load(path, map_location=device, weights_only=False)  # our own file, written above
+    return state if state.get("fingerprint") == fingerprint else None
+
+
 def _silent(message: str) -> None:
     pass
 
@@ -203,10 +226,15 @@ def train_network(
     log: Callable[[str], None] = print,
     neighbors=None,
     on_epoch: Callable[[dict], None] | None = None,
+    progress_dir: Path | None = None,
 ) -> TrainResult:
     """Train on `features.train`, keep the epoch with the best validation figures. `neighbors`: the
     fitted V-SKNN index a network with `neighbors` mixes in; `on_epoch` sees each epoch's record (a
     tuning study prunes a trial from it).
+
+    `progress_dir`: after every epoch the whole state (weights, optimizer, early stopping, the
+    shuffling and dropout random generators) is written there, all or nothing; a run of the same
+    settings that finds it goes on after that epoch, and ends exactly as an uninterrupted run would.
 
     Under `torchrun` every rank runs this: DistributedDataParallel, each rank gathering its part of
     every global batch, validation split across ranks and its figures summed, so early stopping
@@ -250,7 +278,26 @@ def train_network(
     best_state, best_optimizer, best_validation, stale = None, None, None, 0
     total_micro, total_seconds = 0, 0.0
     k = evaluation.k
-    for epoch in range(1, config.epochs + 1):
+    settings = [dataclasses.asdict(model_config), dataclasses.asdict(config), len(features.train.sku)]
+    fingerprint = json.dumps(settings, sort_keys=True, default=str)  # a saved state resumes only the same run
+    first_epoch = 1
+    progress = load_progress(progress_dir, fingerprint, device)
+    if progress is not None:  # a killed run: go on after its last finished epoch, exactly where it was
+        model.load_state_dict(progress["model"])
+        optimizer.load_state_dict(progress["optimizer"])
+        generator.set_state(progress["generator"])
+        torch.set_rng_state(progress["torch_rng"])
+        if sampler is not None:
+            sampler.generator.set_state(progress["sampler_rng"])
+        best_state, best_optimizer = progress["best_state"], progress["best_optimizer"]
+        best_validation, stale = progress["best_validation"], progress["stale"]
+        result.best_epoch = progress["best_epoch"]
+        result.history, total_micro, total_seconds = progress["history"], progress["micro"], progress["seconds"]
+        first_epoch = progress["epoch"] + 1
+        log(f"resumed after epoch {progress['epoch']} from {progress_dir}")
+        if stale >= config.patience:  # it was killed between its last epoch and its end
+            first_epoch = config.epochs + 1
+    for epoch in range(first_epoch, config.epochs + 1):
         epoch_loss, epoch_micro, seconds = train_epoch(
             trained, loader, optimizer, config, generator, f"epoch {epoch}", sampler=sampler
         )
@@ -277,9 +324,30 @@ def train_network(
             best_validation, result.best_epoch, stale = figures, epoch, 0
         else:
             stale += 1
-            if stale >= config.patience:
-                log(f"early stop: no better validation figure for {stale} epochs; best epoch {result.best_epoch}")
-                break
+        if progress_dir is not None and is_primary():
+            save_progress(
+                progress_dir,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "sampler_rng": sampler.generator.get_state() if sampler is not None else None,
+                    "best_state": best_state,
+                    "best_optimizer": best_optimizer,
+                    "best_validation": best_validation,
+                    "best_epoch": result.best_epoch,
+                    "stale": stale,
+                    "history": result.history,
+                    "micro": total_micro,
+                    "seconds": total_seconds,
+                },
+            )
+        if stale >= config.patience:
+            log(f"early stop: no better validation figure for {stale} epochs; best epoch {result.best_epoch}")
+            break
     model.load_state_dict(best_state)
     model.eval()
     result.validation, result.optimizer_state = best_validation, best_optimizer
@@ -451,6 +519,7 @@ class NetworkRecommender:
         self.model_config, self.train_config, self.evaluation = model_config, train_config, evaluation
         self.pretrained, self.log = pretrained, log
         self.result: TrainResult | None = None
+        self.progress_dir: Path | None = None  # where each epoch's state goes, to resume a killed run
 
     def fit(self, features: FeatureSet) -> Self:
         model_config = sized_for(features, self.model_config)
@@ -468,6 +537,7 @@ class NetworkRecommender:
             self.log,
             self.neighbors,
             self.on_epoch,
+            self.progress_dir,
         )
         self.model = self.result.model
         return self
