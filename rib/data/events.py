@@ -275,10 +275,11 @@ def _check_columns(path: Path, roles: dict[str, str], names: list[str]) -> None:
 
 
 def _timestamp_sql(config: EventsConfig) -> str:
-    if config.timestamp_format == "unix_s":
-        return "to_timestamp(TRY_CAST(timestamp AS DOUBLE))"
-    if config.timestamp_format == "unix_ms":
-        return "to_timestamp(TRY_CAST(timestamp AS DOUBLE) / 1000)"
+    """The event time; NULL (quarantined as bad_timestamp) when it does not parse, is NaN or infinite,
+    or lies past what a timestamp holds (|seconds| >= 1e11, about the year 5000)."""
+    if config.timestamp_format in ("unix_s", "unix_ms"):
+        seconds = "TRY_CAST(timestamp AS DOUBLE)" + (" / 1000" if config.timestamp_format == "unix_ms" else "")
+        return f"CASE WHEN isfinite({seconds}) AND abs({seconds}) < 1e11 THEN to_timestamp({seconds}) END"
     return "TRY_CAST(timestamp AS TIMESTAMPTZ)"
 
 

@@ -17,6 +17,7 @@ from rib.artifacts import MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE
 from rib.config import DataConfig
 from rib.data.profile import profile
 from rib.data.report import IngestReport
+from rib.errors import InputFileError
 
 FORMATS = ("jd", "events", "canonical")
 
@@ -29,6 +30,11 @@ def ingest_logs(config: DataConfig, out_dir: str | Path) -> IngestReport:
         raise ValueError("no input files given")
     if config.format == "events" and config.events_config is None:
         raise ValueError("format events needs an events config (a YAML file describing the log's columns)")
+    seen: dict[Path, str] = {}
+    for path in map(str, config.inputs):  # the same file twice would count its rows twice
+        if Path(path).resolve() in seen:
+            raise InputFileError(path, f"given twice (also as {seen[Path(path).resolve()]})")
+        seen[Path(path).resolve()] = path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
