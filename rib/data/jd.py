@@ -56,7 +56,7 @@ def read_jd(inputs: list, table_path: Path, quarantine_path: Path):
             with path.open("rb") as handle:  # line by line: memory stays bounded whatever the file's size
                 for line_number, raw in enumerate(handle, start=1):
                     try:
-                        line = raw.decode("utf-8")
+                        line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")  # a BOM is no token
                     except UnicodeDecodeError as error:  # one damaged line costs that line
                         counts["read"] += 1
                         counts["quarantined"] += 1
