@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from rib.io import connect_duckdb
 from rib.data.report import IngestReport
 from rib.errors import InputFileError, check_input_file
 from rib.schema import COLUMNS, SYNTHETIC_METADATA_KEY, is_synthetic
@@ -32,7 +33,7 @@ def read_canonical(inputs: list, table_path: Path, quarantine_path: Path):
             raise InputFileError(path, f"required column(s) {missing} absent; the file has {names}")
     synthetic = all(is_synthetic(str(p)) for p in paths)
 
-    con = duckdb.connect()
+    con = connect_duckdb(spill=Path(table_path).parent / "spill")
     con.execute("SET TimeZone = 'UTC'")
     files = [str(p) for p in paths]
     con.execute(

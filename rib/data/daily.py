@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from rib.io import connect_duckdb
 from rib.artifacts import MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE
 from rib.config import DataConfig
 from rib.data.report import IngestReport
@@ -72,8 +73,7 @@ def build_window(config: DataConfig, ingest_dir: str | Path, end_date: str | Non
     label = f", KV_METADATA {{'{SYNTHETIC_METADATA_KEY.decode()}': 'true'}}" if synthetic else ""
     staging = Path(tempfile.mkdtemp(prefix=".window-", dir=ingest_dir))
     try:
-        con = duckdb.connect(str(staging / "window.duckdb"))
-        con.execute("SET temp_directory = ?", [str(staging / "spill")])
+        con = connect_duckdb(staging / "window.duckdb", spill=staging / "spill")
         con.execute(
             f"""COPY (SELECT regexp_extract(filename, 'days/(\\d{{4}}-\\d{{2}}-\\d{{2}})/', 1) || '/' || session_id AS session_id,
                              * EXCLUDE (session_id, filename)

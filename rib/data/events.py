@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from rib.io import connect_duckdb
 from rib.data.report import IngestReport
 from rib.errors import InputFileError, check_input_file
 
@@ -287,10 +288,10 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
     import duckdb
 
     paths = [Path(p) for p in inputs]
-    con = duckdb.connect(str(table_path.parent / "events.duckdb"))  # in the staging folder: spills to disk
+    # In the staging folder, spilling to disk past the memory limit.
+    con = connect_duckdb(table_path.parent / "events.duckdb", spill=table_path.parent / "spill")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = true")  # row_number() OVER () follows the file
-    con.execute("SET temp_directory = ?", [str(table_path.parent / "spill")])
     con.execute("CREATE TABLE mapping (event_type VARCHAR, activity TINYINT)")
     if config.activity_map:
         con.executemany("INSERT INTO mapping VALUES (?, ?)", list(config.activity_map.items()))

@@ -6,13 +6,19 @@ the synthetic generator against the JD samples (benchmarks/synthetic_vs_jd.py).
 
 from __future__ import annotations
 
+import tempfile
+
 from pathlib import Path
 
 
 def profile(micro_behaviors: str | Path) -> dict:
-    import duckdb
+    from rib.io import connect_duckdb
 
-    con = duckdb.connect()
+    with tempfile.TemporaryDirectory(prefix="rib-profile-") as spill:
+        return _profile(connect_duckdb(spill=spill), micro_behaviors)
+
+
+def _profile(con, micro_behaviors: str | Path) -> dict:
     con.execute(
         """CREATE TEMP TABLE mb AS
            SELECT *, sum(CASE WHEN lag_sku IS DISTINCT FROM sku THEN 1 ELSE 0 END)

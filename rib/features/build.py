@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from rib.config import FeatureConfig
-from rib.io import staged_folder
+from rib.io import connect_duckdb, staged_folder
 from rib.schema import ACTIVITY_NAMES, OOV, is_synthetic
 
 SPLITS = ("train", "validation", "test")
@@ -79,13 +79,11 @@ def _quantile_edges(con, column: str, buckets: int) -> list[float]:
 
 def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: FeatureConfig | None = None) -> dict:
     """Build every feature from the canonical Parquet table into `out_dir` (replaced atomically)."""
-    import duckdb
 
     config = config or FeatureConfig()
     micro_behaviors = Path(micro_behaviors)
     with staged_folder(out_dir) as staging:
-        con = duckdb.connect(str(staging / "features.duckdb"))
-        con.execute("SET memory_limit = ?", [config.duckdb_memory_limit])
+        con = connect_duckdb(staging / "features.duckdb", memory_limit=config.duckdb_memory_limit)
         con.execute("SET threads = ?", [config.duckdb_threads])
         con.execute("SET preserve_insertion_order = false")
         summary = _build(con, micro_behaviors, staging, config)

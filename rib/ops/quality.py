@@ -76,14 +76,11 @@ def _sql_type(duckdb_type: str):
     return types.get(duckdb_type.split("(")[0], sa.types.NullType)()
 
 
-def _connect(root: Path, name: str, memory_limit: str = "4GB"):
-    import duckdb
+def _connect(root: Path, name: str):
+    from rib.io import connect_duckdb
 
     root.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(root / name))
-    con.execute("SET memory_limit = ?", [memory_limit])
-    con.execute("SET temp_directory = ?", [str(root / "spill")])
-    return con
+    return connect_duckdb(root / name, spill=root / "spill")
 
 
 def prepare_raw(micro_behaviors: str | Path, root: str | Path) -> Path:
