@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rib.io import DUCKDB_MEMORY_LIMIT, connect_duckdb
+
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 RAW_DB, FEATURES_DB = "raw_quality.duckdb", "features_quality.duckdb"  # one DuckDB file per validated step
 
@@ -77,7 +79,6 @@ def _sql_type(duckdb_type: str):
 
 
 def _connect(root: Path, name: str):
-    from rib.io import connect_duckdb
 
     root.mkdir(parents=True, exist_ok=True)
     return connect_duckdb(root / name, spill=root / "spill")
@@ -154,8 +155,13 @@ def validate(database: Path, table: str, suite_name: str, root: str | Path) -> d
     suite = context.suites.add_or_update(
         gx.ExpectationSuite(**json.loads((EXPECTATIONS_DIR / f"{suite_name}.json").read_text()))
     )
+    # GX opens its own connection: it gets the same memory limit (DuckDB's default is 80% of RAM).
+    limits = {"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": str(root / "spill")}
     source = context.data_sources.add_or_update_sql(
-        f"rib_{database.stem}", connection_string=f"duckdb+buffered:///{database.resolve()}", create_temp_table=False
+        f"rib_{database.stem}",
+        connection_string=f"duckdb+buffered:///{database.resolve()}",
+        create_temp_table=False,
+        kwargs={"connect_args": {"config": limits}},
     )
     asset = next((a for a in source.assets if a.name == suite_name), None) or source.add_table_asset(
         suite_name, table_name=table
