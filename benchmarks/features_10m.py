@@ -11,22 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from stages import run_stage  # benchmarks/stages.py, beside this script
+
 MEAN_PER_SESSION = 40.0  # micro-behaviors per session with the default SyntheticConfig
-
-
-def run_stage(args: list[str]) -> tuple[float, float]:
-    """Run `python this_file args` and return (wall seconds, peak RSS in GB)."""
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, __file__, *args])
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"stage {args} failed with status {status}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024**2
 
 
 def stage_generate(out: Path, n_micro: int, n_skus: int) -> None:
@@ -60,11 +49,11 @@ def main() -> None:
         return stage_features(out)
 
     common = ["--out", str(out), "--micro-behaviors", str(args.micro_behaviors), "--skus", str(args.skus)]
-    gen_seconds, gen_gb = run_stage(["--stage", "generate", *common])
+    gen_seconds, gen_gb = run_stage(__file__, ["--stage", "generate", *common])
     import pyarrow.parquet as pq
 
     n_rows = pq.read_metadata(out / "micro_behaviors.parquet").num_rows
-    feat_seconds, feat_gb = run_stage(["--stage", "features", *common])
+    feat_seconds, feat_gb = run_stage(__file__, ["--stage", "features", *common])
     print(f"synthetic micro-behaviors: {n_rows:,} ({args.skus:,} SKUs), {os.cpu_count()} CPUs")
     print(f"generator: {gen_seconds:6.1f} s  peak RSS {gen_gb:.2f} GB  ({n_rows / gen_seconds / 1e6:.2f} M rows/s)")
     print(f"features:  {feat_seconds:6.1f} s  peak RSS {feat_gb:.2f} GB  ({n_rows / feat_seconds / 1e6:.2f} M rows/s)")

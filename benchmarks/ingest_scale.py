@@ -21,25 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from stages import run_stage  # benchmarks/stages.py, beside this script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK_USERS = 200_000
-
-
-def run_stage(args: list[str]) -> tuple[float, float]:
-    """Run `python this_file args`; (wall seconds, peak RSS in GB)."""
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, __file__, *args])
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"stage {args} failed with status {status}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024**2
 
 
 def stage_generate(out: Path, rows: int, seed: int = 0) -> None:
@@ -130,7 +120,7 @@ def main() -> None:
     common = ["--out", str(out), "--rows", str(args.rows)]
     figures = {}
     for stage in ("generate", "ingest", "quality", "features"):
-        figures[stage] = run_stage(["--stage", stage, *common])
+        figures[stage] = run_stage(__file__, ["--stage", stage, *common])
     rows = args.rows
     print(f"\n{rows:,} events in the Taobao layout, {os.cpu_count()} CPUs")
     for stage, (seconds, gb) in figures.items():

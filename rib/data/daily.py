@@ -59,8 +59,6 @@ def ingest_day(config: DataConfig, date: str, ingest_dir: str | Path) -> IngestR
 def build_window(config: DataConfig, ingest_dir: str | Path, end_date: str | None = None) -> IngestReport:
     """The canonical table of the last `training_days` ingested days up to `end_date` (default: the
     latest), with its quarantine and a report that names the days and their data version."""
-    import duckdb
-
     ingest_dir = Path(ingest_dir)
     ingested = sorted(p.name for p in (ingest_dir / "days").glob("*") if (p / REPORT_FILE).exists())
     days = [d for d in ingested if end_date is None or d <= end_date][-config.training_days :]
@@ -96,12 +94,9 @@ def build_window(config: DataConfig, ingest_dir: str | Path, end_date: str | Non
         report.synthetic = synthetic
         report.data_version = hashlib.md5("".join(r["data_version"] for r in reports.values()).encode()).hexdigest()
         report.days = days
-        from rib.data.profile import profile
+        from rib.data.ingest import publish
 
-        report.profile = profile(staging / MICRO_BEHAVIORS_FILE)
-        (staging / REPORT_FILE).write_text(report.to_json() + "\n")
-        for name in (MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE):
-            os.replace(staging / name, ingest_dir / name)
+        publish(staging, ingest_dir, report)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report

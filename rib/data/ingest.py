@@ -58,13 +58,19 @@ def ingest_logs(config: DataConfig, out_dir: str | Path) -> IngestReport:
                 f"ingest lost rows: read {report.read} != kept {report.kept} + quarantined {report.quarantined}"
             )
         report.data_version = data_version(config.inputs)
-        report.profile = profile(table_path)
-        (staging / REPORT_FILE).write_text(report.to_json() + "\n")
-        for name in (MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE):
-            os.replace(staging / name, out_dir / name)
+        publish(staging, out_dir, report)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def publish(staging: Path, out_dir: Path, report: IngestReport) -> None:
+    """Profile the staged canonical table, write the report beside it, and move the three files
+    from `staging` into `out_dir`, each by a rename."""
+    report.profile = profile(staging / MICRO_BEHAVIORS_FILE)
+    (staging / REPORT_FILE).write_text(report.to_json() + "\n")
+    for name in (MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE):
+        os.replace(staging / name, out_dir / name)
 
 
 def data_version(paths: list[str | Path]) -> str:
