@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export PYTHONHASHSEED := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test lint format dev mlflow mlflow-server serve bench bench-models clean FORCE
+.PHONY: install run test lint format dev mlflow mlflow-server serve serve-rib bench bench-models clean FORCE
 
 install: $(STAMP)
 
@@ -66,6 +66,9 @@ mlflow-server: install
 # Serve the registered champion on 127.0.0.1:5001 (POST /invocations, see README).
 serve: install
 	MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(BIN)/mlflow models serve -m models:/rib@champion --env-manager local -h 127.0.0.1 -p 5001 -w 1
+
+serve-rib: install    # the same pyfunc behind `rib serve` (uvicorn, micro-batching) on 127.0.0.1:5002
+	MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(BIN)/rib serve
 
 bench: install
 	$(BIN)/python benchmarks/features_10m.py

@@ -14,7 +14,7 @@ from dagster import (
     asset,
 )
 
-from pipeline.resources import DvcVersioning, RibParams
+from pipeline.resources import DvcVersioning, RibParams, StepLauncher
 
 RAW = AssetKey("raw_micro_behaviors")
 
@@ -92,24 +92,27 @@ def daily_assets(first_day: str) -> list[AssetsDefinition]:
     group_name="features",
     pool="duckdb",
     deps=[RAW],
-    description="DuckDB features: splits, macro interactions, dwell buckets, vocabularies, examples.",
+    description="Features (DuckDB, or Spark through Dagster Pipes): splits, macro interactions, dwell "
+    "buckets, vocabularies, examples.",
 )
-def features(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:
+def features(
+    context: AssetExecutionContext, rib_params: RibParams, dvc_versioning: DvcVersioning, spark_launcher: StepLauncher
+) -> MaterializeResult:
+    from pipeline.external.features_step import features_metadata
     from rib.steps import run_features
 
-    summary = run_features(rib_params.load(), rib_params.paths())
+    params = rib_params.load()
+    if params.features.engine == "spark":  # a Spark driver process of its own (pipeline/external/features_step.py)
+        extras = {"params_path": rib_params.params_path, "artifacts_dir": rib_params.artifacts_dir}
+        result = spark_launcher.run(context, extras).get_materialize_result()
+    else:
+        summary = run_features(params, rib_params.paths())
+        result = MaterializeResult(metadata=_from_pipes(features_metadata(summary, str(rib_params.paths().features))))
     dvc_versioning.record("features")
-    rows = "\n".join(
-        f"| {split} | {s['sessions']} | {s['micro_behaviors']} | {s['examples']} | {s['oov_targets']} |"
-        for split, s in summary["splits"].items()
-    )
-    header = "| split | sessions | micro-behaviors | examples | unseen targets |\n|---|---:|---:|---:|---:|\n"
-    return MaterializeResult(
-        metadata={
-            "path": MetadataValue.path(str(rib_params.paths().features)),
-            "n_skus": summary["n_skus"],
-            "dwell_edges": MetadataValue.json(summary["dwell_edges"]),
-            "synthetic": summary["synthetic"],
-            "splits": MetadataValue.md(header + rows),
-        }
-    )
+    return result
+
+
+def _from_pipes(metadata: dict) -> dict:
+    """Pipes' {raw_value, type} entries as Dagster metadata values (the in-process path)."""
+    kinds = {"path": MetadataValue.path, "json": MetadataValue.json, "md": MetadataValue.md}
+    return {k: kinds[v["type"]](v["raw_value"]) if isinstance(v, dict) else v for k, v in metadata.items()}

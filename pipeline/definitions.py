@@ -4,6 +4,8 @@ The asset graph depends on the params file (one training asset per model and var
 `experiment`), so the definitions are built from it: params.yaml, or the file $RIB_PARAMS names.
 """
 
+import os
+
 from dagster import Definitions
 
 from pipeline.automation import automation
@@ -11,7 +13,7 @@ from pipeline.checks import DATA_CHECKS, model_gate_checks
 from pipeline.data import daily_assets, features, raw_micro_behaviors
 from pipeline.evaluation import baseline_comparison, model_comparison_asset, registered_model_asset
 from pipeline.insight import case_study_asset, report_asset, section3_analysis
-from pipeline.resources import DvcVersioning, MlflowTracking, RibParams, TrainingLauncher
+from pipeline.resources import DvcVersioning, MlflowTracking, RibParams, StepLauncher
 from pipeline.training import training_asset, training_asset_name, word2vec_embeddings
 from rib.config import default_params_path, load_params
 
@@ -59,7 +61,15 @@ def build_definitions(params_path: str | None = None, **resources) -> Definition
             "rib_params": RibParams(params_path=params_path),
             "mlflow_tracking": MlflowTracking(),
             "dvc_versioning": DvcVersioning(),
-            "training_launcher": TrainingLauncher(),  # this machine, or a GPU pod (kind k8s)
+            # Heavy steps as their own processes (Dagster Pipes): on this machine, or pods (kind k8s)
+            "training_launcher": StepLauncher(
+                module="pipeline.external.train_step",
+                kind=os.environ.get("RIB_TRAINING_LAUNCHER", "subprocess"),
+                gpus=1,
+            ),
+            "spark_launcher": StepLauncher(
+                module="pipeline.external.features_step", kind=os.environ.get("RIB_SPARK_LAUNCHER", "subprocess")
+            ),
             **resources,
         },
     )

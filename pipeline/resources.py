@@ -55,16 +55,19 @@ class DvcVersioning(ConfigurableResource):
         return record_stage(stage, self.root, force)
 
 
-class TrainingLauncher(ConfigurableResource):
-    """Where a training step's process runs, through Dagster Pipes: `subprocess` on this machine
-    (PipesSubprocessClient, the default), or `k8s`, a pod of `image` asking for `gpus` GPUs
-    (PipesK8sClient, in production; $RIB_TRAINING_LAUNCHER=k8s picks it). The pod must see the
-    params file and the artifacts folder at the same paths (a shared volume in `volumes`)."""
+class StepLauncher(ConfigurableResource):
+    """Where a heavy step's process runs, through Dagster Pipes: `python -m <module>` on this machine
+    (`subprocess`, PipesSubprocessClient, the default) or in a pod of `image` (`k8s`, PipesK8sClient,
+    in production). Two are configured (pipeline/definitions.py): `training_launcher` for
+    pipeline/external/train_step.py (a GPU pod; $RIB_TRAINING_LAUNCHER=k8s) and `spark_launcher` for
+    pipeline/external/features_step.py (a Spark driver pod; $RIB_SPARK_LAUNCHER=k8s). The pod must
+    see the params file and the artifacts folder at the same paths (a shared volume in `volumes`)."""
 
-    kind: str = os.environ.get("RIB_TRAINING_LAUNCHER", "subprocess")  # subprocess | k8s
+    module: str
+    kind: str = "subprocess"  # subprocess | k8s
     image: str = "rib:latest"
     namespace: str = "default"
-    gpus: int = 1
+    gpus: int = 0
     cpus: str = "8"
     memory: str = "64Gi"
     volume_claim: str | None = None  # a PersistentVolumeClaim mounted at `mount_path`
@@ -72,11 +75,13 @@ class TrainingLauncher(ConfigurableResource):
 
     def command(self) -> list[str]:
         python = sys.executable if self.kind == "subprocess" else "python"
-        return [python, "-m", "pipeline.external.train_step"]
+        return [python, "-m", self.module]
 
     def pod_spec(self) -> dict:
         """The pod the k8s launcher asks for (dagster-k8s merges in the image, command and Pipes' env)."""
-        resources = {"cpu": self.cpus, "memory": self.memory, "nvidia.com/gpu": str(self.gpus)}
+        resources = {"cpu": self.cpus, "memory": self.memory}
+        if self.gpus:
+            resources["nvidia.com/gpu"] = str(self.gpus)
         container: dict = {"name": "dagster-pipes-execution", "resources": {"limits": resources, "requests": resources}}
         spec: dict = {"containers": [container], "restartPolicy": "Never"}
         if self.volume_claim:
@@ -97,7 +102,7 @@ class TrainingLauncher(ConfigurableResource):
                 extras=extras,
             )
         if self.kind != "subprocess":
-            raise ValueError(f"TrainingLauncher.kind {self.kind!r}: expected subprocess or k8s")
+            raise ValueError(f"StepLauncher.kind {self.kind!r}: expected subprocess or k8s")
         from dagster import PipesSubprocessClient
 
         return PipesSubprocessClient().run(context=context, command=self.command(), extras=extras)

@@ -12,7 +12,7 @@ from dagster import (
 )
 
 from pipeline.data import features
-from pipeline.resources import DvcVersioning, MlflowTracking, RibParams, TrainingLauncher
+from pipeline.resources import DvcVersioning, MlflowTracking, RibParams, StepLauncher
 from rib.artifacts import model_folder
 
 
@@ -51,10 +51,10 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
         rib_params: RibParams,
         mlflow_tracking: MlflowTracking,
         dvc_versioning: DvcVersioning,
-        training_launcher: TrainingLauncher,
+        training_launcher: StepLauncher,
     ) -> MaterializeResult:
         # The step runs as its own process (pipeline/external/train_step.py) through Dagster Pipes,
-        # here or in a GPU pod (TrainingLauncher); its log and metadata come back here.
+        # here or in a GPU pod (StepLauncher); its log and metadata come back here.
         tracking = mlflow_tracking.config()  # a TrackingConfig dataclass
         extras = {
             "params_path": rib_params.params_path,

@@ -118,6 +118,14 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     _print(explanation)
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from rib.ops.serve import serve
+
+    params = load_params(args.params)
+    overrides = {name: getattr(args, name) for name in ("model_uri", "host", "port") if getattr(args, name)}
+    serve(dataclasses.replace(params.serving, **overrides), args.tracking_uri)
+
+
 def _cmd_benchmark(args: argparse.Namespace) -> None:
     from rib.evaluation.comparison import comparison_markdown
 
@@ -199,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--out", required=True, help="output folder")
     ingest.add_argument("inputs", nargs="+", metavar="INPUT")
 
-    features = command("features", _cmd_features, "an ingest folder -> features folder (DuckDB)")
+    features = command("features", _cmd_features, "an ingest folder -> features folder (features.engine)")
     features.add_argument("--ingest", required=True, help="folder written by `rib ingest`")
     features.add_argument("--out", required=True)
 
@@ -224,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--checkpoint", required=True)
     rec.add_argument("-k", type=int, default=20)
     rec.add_argument("session", nargs="+", metavar="SKU+ACTIVITY+DWELL")
+
+    serve = command("serve", _cmd_serve, "serve the registered model over HTTP, batching requests (MLflow's API)")
+    serve.add_argument("--model-uri", help="default: serving.model_uri (models:/rib@champion)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
 
     benchmark = command("benchmark", _cmd_benchmark, "ingest, features, every baseline and model: comparison.json/.md")
     benchmark.add_argument("--format", required=True, choices=["jd", "events", "canonical"])

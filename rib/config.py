@@ -80,6 +80,11 @@ class FeatureConfig:
     test_fraction: float = 0.1
     duckdb_memory_limit: str = "4GB"
     duckdb_threads: int = 2
+    # The engine that runs the definitions: duckdb (in process) | spark (rib/features/spark.py; in
+    # the pipeline a separate process launched through Dagster Pipes, README: scaling out).
+    engine: str = "duckdb"
+    spark_master: str = "local[2]"  # local[N] here; on a cluster, what spark-submit or the launcher sets
+    spark_conf: dict[str, str] = field(default_factory=dict)  # e.g. {spark.driver.memory: 8g}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,6 +253,18 @@ class RegistryConfig:
 
 
 @dataclass
+class ServingConfig:
+    """`rib serve`: the registered model behind a lean HTTP server with micro-batching (rib/ops/serve.py)."""
+
+    model_uri: str = "models:/rib@champion"
+    host: str = "127.0.0.1"
+    port: int = 5002  # beside `make serve` (mlflow models serve) on 5001
+    max_batch: int = 64  # sessions answered by one forward pass, at most
+    max_body_bytes: int = 8_000_000  # a larger request is answered 413
+    torch_threads: int = 1  # per server process; run one process per core behind a balancer to scale
+
+
+@dataclass
 class ScheduleConfig:
     retrain_cron: str = "0 2 * * *"  # nightly retraining (Dagster schedule), 02:00
 
@@ -272,6 +289,7 @@ class Params:
     narm: NARMConfig = field(default_factory=NARMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     # `rib tune` writes the best configuration of a learned model here, on validation only:
     # "RIB/sku_micro" (or "SASRec") -> {"model": {...}, "train": {...}}; "model" overrides the

@@ -1,4 +1,4 @@
-"""Feature building in DuckDB: splits, macro interactions, dwell buckets, vocabularies, examples.
+"""Feature building: splits, macro interactions, dwell buckets, vocabularies, examples.
 
 Output folder layout (all arrays are .npy, memory-mappable):
 
@@ -31,54 +31,23 @@ interaction), which `evaluation.targets: last` selects. All four input variants 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from rib.config import FeatureConfig
+from rib.features.shared import bucket_sql, check_timestamps, check_training_split, interval_sql, split_cuts
 from rib.io import connect_duckdb, staged_folder
 from rib.schema import ACTIVITY_NAMES, OOV, is_synthetic
 
 SPLITS = ("train", "validation", "test")
 
 
-def _split_sql(config: FeatureConfig) -> str:
-    train_cut = 1 - config.validation_fraction - config.test_fraction
-    valid_cut = 1 - config.test_fraction
-    if config.split_method == "hash":
-        u = f"(md5_number('{config.split_seed}:' || session_id) % 1000000) / 1000000.0"
-        return f"CASE WHEN {u} < {train_cut} THEN 'train' WHEN {u} < {valid_cut} THEN 'validation' ELSE 'test' END"
-    if config.split_method == "time":
-        # A global time split: sessions ordered by their first timestamp.
-        cut = "(SELECT quantile_disc(start_ts, {}) FROM session_stats)"
-        return f"""CASE WHEN start_ts < {cut.format(train_cut)} THEN 'train'
-                        WHEN start_ts < {cut.format(valid_cut)} THEN 'validation' ELSE 'test' END"""
-    raise ValueError(f"unknown split_method {config.split_method!r}; expected hash or time")
-
-
-def _bucket_sql(edges: list[float]) -> str:
-    return "(1" + "".join(f" + (dwell_seconds > {float(e)})::INTEGER" for e in edges) + ")"
-
-
-def _interval_sql(edges: list[float]) -> str:
-    """1 where the gap is unknown (a session's first micro-behavior), else 2 + the buckets below it."""
-    return (
-        "(CASE WHEN gap_seconds IS NULL THEN 1 ELSE 2"
-        + "".join(f" + (gap_seconds > {float(e)})::INTEGER" for e in edges)
-        + " END)"
-    )
-
-
-def _quantile_edges(con, column: str, buckets: int) -> list[float]:
-    """Equal-frequency cut points of a column over the training split (nulls left out)."""
-    quantiles = [k / buckets for k in range(1, buckets)]
-    edges = con.sql(f"SELECT quantile_disc({column}, {quantiles}) FROM train_mb").fetchall()[0][0]
-    return sorted(set(float(e) for e in edges or []))  # ties can merge two quantiles; no gaps: no edges
-
-
 def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: FeatureConfig | None = None) -> dict:
-    """Build every feature from the canonical Parquet table into `out_dir` (replaced atomically)."""
+    """Build every feature from the canonical Parquet table into `out_dir` (replaced atomically), on
+    DuckDB (`engine: duckdb`, the default) or Spark (`engine: spark`, rib/features/spark.py)."""
 
     config = config or FeatureConfig()
     micro_behaviors = Path(micro_behaviors)
@@ -86,13 +55,28 @@ def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: Fea
         con = connect_duckdb(staging / "features.duckdb", memory_limit=config.duckdb_memory_limit)
         con.execute("SET threads = ?", [config.duckdb_threads])
         con.execute("SET preserve_insertion_order = false")
-        summary = _build(con, micro_behaviors, staging, config)
+        if config.engine == "duckdb":
+            edges, interval_edges = _build(con, micro_behaviors, config)
+        elif config.engine == "spark":
+            from rib.features.spark import build_tables
+
+            edges, interval_edges = build_tables(micro_behaviors, staging / "_spark", config)
+            _attach_spark_tables(con, staging / "_spark")
+        else:
+            raise ValueError(f"features.engine {config.engine!r}: expected duckdb or spark")
+        summary = _write_outputs(con, micro_behaviors, staging, config, edges, interval_edges)
         con.close()
+        shutil.rmtree(staging / "_spark", ignore_errors=True)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _build(con, micro_behaviors: Path, out: Path, config: FeatureConfig) -> dict:
+# ---------------------------------------------------------------------------------------------
+# The definitions, in DuckDB SQL (rib/features/spark.py has the same in Spark SQL). Each engine
+# leaves four tables: sessions, sku_vocab, encoded (one row per micro-behavior), examples.
+
+
+def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[float], list[float]]:
     con.execute(
         """CREATE TEMP TABLE mb AS
            SELECT session_id, position, sku, activity, dwell_seconds, timestamp, gap_seconds,
@@ -105,29 +89,24 @@ def _build(con, micro_behaviors: Path, out: Path, config: FeatureConfig) -> dict
         [str(micro_behaviors)],
     )
     con.execute("""CREATE TEMP TABLE session_stats AS
-                   SELECT session_id, count(*) AS n_micro, max(macro) + 1 AS n_macro,
+                   SELECT session_id, count(*) AS n_micro, (max(macro) + 1)::BIGINT AS n_macro,
                           min(timestamp) AS start_ts, count(timestamp) AS n_timestamps
                    FROM mb GROUP BY session_id""")
     if config.split_method == "time":
         missing = con.sql("SELECT count(*) FROM session_stats WHERE n_timestamps < n_micro").fetchall()[0][0]
-        if missing:
-            raise ValueError(f"{micro_behaviors}: split_method=time needs timestamps; {missing} sessions lack them")
+        check_timestamps(micro_behaviors, missing)
     con.execute(f"""CREATE TABLE sessions AS
                     SELECT *, (row_number() OVER (PARTITION BY split ORDER BY session_id) - 1)::INTEGER AS session_index
                     FROM (SELECT *, {_split_sql(config)} AS split FROM session_stats)""")
     con.execute(
         "CREATE TEMP TABLE train_mb AS SELECT mb.* FROM mb JOIN sessions USING (session_id) WHERE split = 'train'"
     )
-    n_train = con.sql("SELECT count(*) FROM train_mb").fetchall()[0][0]
-    if n_train == 0:
-        raise ValueError(f"{micro_behaviors}: the training split is empty")
+    check_training_split(micro_behaviors, con.sql("SELECT count(*) FROM train_mb").fetchall()[0][0])
 
     if config.dwell_edges is not None:
         edges = sorted(float(e) for e in config.dwell_edges)
     else:
-        quantiles = [k / config.dwell_buckets for k in range(1, config.dwell_buckets)]
-        edges = con.sql(f"SELECT quantile_disc(dwell_seconds, {quantiles}) FROM train_mb").fetchall()[0][0]
-        edges = sorted(set(float(e) for e in edges))  # ties in the data can merge two quantiles
+        edges = _quantile_edges(con, "dwell_seconds", config.dwell_buckets)
     interval_edges = _quantile_edges(con, "gap_seconds", config.interval_buckets)
 
     con.execute(f"""CREATE TABLE sku_vocab AS
@@ -137,12 +116,62 @@ def _build(con, micro_behaviors: Path, out: Path, config: FeatureConfig) -> dict
     con.execute(f"""CREATE TEMP TABLE encoded AS
                     SELECT s.split, s.session_index, m.position, m.macro::INTEGER AS macro,
                            coalesce(v.sku_id, {OOV})::INTEGER AS sku_id, m.activity::TINYINT AS activity,
-                           {_bucket_sql(edges)}::TINYINT AS dwell_bucket,
-                           {_interval_sql(interval_edges)}::TINYINT AS interval_bucket,
+                           {bucket_sql("dwell_seconds", edges)}::TINYINT AS dwell_bucket,
+                           {interval_sql(interval_edges)}::TINYINT AS interval_bucket,
                            (row_number() OVER (PARTITION BY s.split ORDER BY s.session_index, m.position) - 1)::BIGINT
                                AS flat_index
                     FROM mb m JOIN sessions s USING (session_id) LEFT JOIN sku_vocab v USING (sku)""")
+    # Targets: the first micro-behavior of each macro interaction after the session's first.
+    con.execute(f"""CREATE TEMP TABLE examples AS
+                    WITH starts AS (
+                        SELECT *, lag(macro) OVER (PARTITION BY split, session_index ORDER BY position)
+                                  IS DISTINCT FROM macro AS is_macro_start
+                        FROM encoded)
+                    SELECT e.split, e.session_index, e.flat_index AS end_index, e.sku_id AS target,
+                           e.macro = s.n_macro - 1 AS is_last,
+                           greatest(e.flat_index - e.position, e.flat_index - {config.max_len}) AS start_index
+                    FROM starts e JOIN sessions s ON s.split = e.split AND s.session_index = e.session_index
+                    WHERE e.is_macro_start AND e.macro >= 1""")
+    return edges, interval_edges
 
+
+def _split_sql(config: FeatureConfig) -> str:
+    train_cut, valid_cut = split_cuts(config)
+    if config.split_method == "hash":
+        # md5_number: the 16 bytes of the MD5 digest as a little-endian integer (Spark: md5_mod_sql)
+        u = f"(md5_number('{config.split_seed}:' || session_id) % 1000000) / 1000000.0"
+        return f"CASE WHEN {u} < {train_cut} THEN 'train' WHEN {u} < {valid_cut} THEN 'validation' ELSE 'test' END"
+    # A global time split: sessions ordered by their first timestamp.
+    cut = "(SELECT quantile_disc(start_ts, {}) FROM session_stats)"
+    return f"""CASE WHEN start_ts < {cut.format(train_cut)} THEN 'train'
+                    WHEN start_ts < {cut.format(valid_cut)} THEN 'validation' ELSE 'test' END"""
+
+
+def _quantile_edges(con, column: str, buckets: int) -> list[float]:
+    """Equal-frequency cut points of a column over the training split (nulls left out)."""
+    quantiles = [k / buckets for k in range(1, buckets)]
+    edges = con.sql(f"SELECT quantile_disc({column}, {quantiles}) FROM train_mb").fetchall()[0][0]
+    return sorted(set(float(e) for e in edges or []))  # ties can merge two quantiles; no gaps: no edges
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing either engine's tables out.
+
+
+def _attach_spark_tables(con, folder: Path) -> None:
+    """The Spark engine's Parquet tables: sessions and sku_vocab kept in features.duckdb (as the
+    DuckDB engine keeps them), encoded and examples read in place."""
+    for name, kind in (
+        ("sessions", "TABLE"),
+        ("sku_vocab", "TABLE"),
+        ("encoded", "TEMP VIEW"),
+        ("examples", "TEMP VIEW"),
+    ):
+        files = str(folder / name / "*.parquet").replace("'", "''")  # a view's SQL cannot take parameters
+        con.execute(f"CREATE {kind} {name} AS SELECT * FROM read_parquet('{files}')")
+
+
+def _write_outputs(con, micro_behaviors: Path, out: Path, config: FeatureConfig, edges, interval_edges) -> dict:
     summary: dict = {
         "input": str(micro_behaviors),
         "synthetic": is_synthetic(str(micro_behaviors)),
@@ -153,7 +182,7 @@ def _build(con, micro_behaviors: Path, out: Path, config: FeatureConfig) -> dict
         "splits": {},
     }
     for split in SPLITS:
-        summary["splits"][split] = _write_split(con, out / split, split, config)
+        summary["splits"][split] = _write_split(con, out / split, split)
 
     vocab = {
         "sku": ["<pad>", "<oov>"] + [r[0] for r in con.sql("SELECT sku FROM sku_vocab ORDER BY sku_id").fetchall()],
@@ -174,7 +203,7 @@ def _column(con, sql: str, dtype) -> np.ndarray:
     return _as(table, table.column_names[0], dtype)
 
 
-def _write_split(con, folder: Path, split: str, config: FeatureConfig) -> dict:
+def _write_split(con, folder: Path, split: str) -> dict:
     folder.mkdir(parents=True)
     rows = con.sql(
         f"SELECT sku_id, activity, dwell_bucket, interval_bucket, macro FROM encoded "
@@ -191,18 +220,10 @@ def _write_split(con, folder: Path, split: str, config: FeatureConfig) -> dict:
     lengths = _column(con, f"SELECT n_micro FROM sessions WHERE split = '{split}' ORDER BY session_index", np.int64)
     np.save(folder / "session_offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
 
-    # Targets: the first micro-behavior of each macro interaction after the session's first.
-    examples = con.sql(f"""
-        WITH starts AS (
-            SELECT *, lag(macro) OVER (PARTITION BY split, session_index ORDER BY position) IS DISTINCT FROM macro
-                   AS is_macro_start
-            FROM encoded WHERE split = '{split}')
-        SELECT e.session_index, e.flat_index AS end_index, e.sku_id AS target, e.macro = s.n_macro - 1 AS is_last,
-               greatest(e.flat_index - e.position, e.flat_index - {config.max_len}) AS start_index
-        FROM starts e JOIN sessions s ON s.split = e.split AND s.session_index = e.session_index
-        WHERE e.is_macro_start AND e.macro >= 1
-        ORDER BY e.flat_index
-    """).to_arrow_table()
+    examples = con.sql(
+        f"SELECT session_index, end_index, target, is_last, start_index FROM examples "
+        f"WHERE split = '{split}' ORDER BY end_index"
+    ).to_arrow_table()
     targets = _as(examples, "target", np.int32)
     is_last = _as(examples, "is_last", np.bool_)
     np.save(folder / "example_session.npy", _as(examples, "session_index", np.int32))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,7 @@ class Checkpoint:
     vocab: dict  # vocab.json of the features it was trained on
     config: dict  # config.json: "network", "model" (its config), "max_len", "exclude_last_sku", training settings
     neighbors: SessionKNN | None = None  # the session-neighbourhood index, for a network with `neighbors`
+    sku_index: dict = field(default_factory=dict)  # SKU string -> id, built once (encode_session reads it)
 
 
 def load_checkpoint(folder: str | Path, device: str = "cpu") -> Checkpoint:
@@ -98,14 +99,17 @@ def _number(value, position: int, name: str) -> float:
     return float(value)
 
 
-def encode_session(session: Sequence, vocab: dict, max_len: int, strict: bool = False) -> tuple[np.ndarray, list[str]]:
+def encode_session(
+    session: Sequence, vocab: dict, max_len: int, strict: bool = False, index: dict | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Raw micro-behaviors -> ((L, F) feature ids of the last `max_len`, unknown SKUs).
 
     A micro-behavior is (sku, activity, dwell seconds[, seconds since the previous one]) or a dict
-    with those keys (`interval` optional); a missing interval reads as unknown, like a session start."""
+    with those keys (`interval` optional); a missing interval reads as unknown, like a session start.
+    `index` (SKU -> id) is built from the vocabulary when not given (Checkpoint.sku_index keeps one)."""
     if len(session) == 0:
         raise UnknownInputError("a session needs at least one micro-behavior")
-    index = {sku: i for i, sku in enumerate(vocab["sku"])}
+    index = index if index is not None else {sku: i for i, sku in enumerate(vocab["sku"])}
     dwell_edges = np.asarray(vocab["dwell_edges"], dtype=np.float64)
     interval_edges = np.asarray(vocab.get("interval_edges", []), dtype=np.float64)
     rows, unknown = [], []
@@ -134,7 +138,9 @@ def recommend(
     """Top-k next products for each raw session of micro-behaviors (see `encode_session`), read as
     the model was trained (the last `max_len`; the last SKU excluded where it was)."""
     model, vocab, max_len = checkpoint.model, checkpoint.vocab, checkpoint.config["max_len"]
-    encoded = [encode_session(session, vocab, max_len, strict) for session in sessions]
+    if not checkpoint.sku_index:
+        checkpoint.sku_index = {sku: i for i, sku in enumerate(vocab["sku"])}
+    encoded = [encode_session(session, vocab, max_len, strict, checkpoint.sku_index) for session in sessions]
     lengths = [len(ids) for ids, _ in encoded]
     inputs = np.zeros((len(encoded), max(lengths), len(FEATURES)), np.int64)  # (B, T, F), padded with 0
     for row, (ids, _) in enumerate(encoded):
@@ -152,10 +158,11 @@ def recommend(
     if checkpoint.config["exclude_last_sku"]:
         scores[rows, x[rows, lengths - 1, 0]] = float("-inf")
     top = torch.topk(scores, min(k, scores.shape[1] - OOV - 1), dim=1)
+    found = torch.isfinite(top.values)  # k past the catalog: the excluded SKUs are not answers
     return [
         Recommendation(
-            skus=[vocab["sku"][i] for i in top.indices[row].tolist()],
-            scores=top.values[row].tolist(),
+            skus=[vocab["sku"][i] for i in top.indices[row][found[row]].tolist()],
+            scores=top.values[row][found[row]].tolist(),
             attention=attention[row, : len(ids)].tolist(),
             unknown_skus=unknown,
         )

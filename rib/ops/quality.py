@@ -150,6 +150,10 @@ def validate(database: Path, table: str, suite_name: str, root: str | Path) -> d
 
     root = Path(root)
     _buffered_dialect()
+    # The validation definition and checkpoint are rebuilt below on every run; one stored by an
+    # earlier version may name a datasource that is gone, which GX cannot even load: drop them.
+    for store in ("validation_definitions", "checkpoints"):
+        (root / "gx" / store / f"{suite_name}.json").unlink(missing_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(root))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     suite = context.suites.add_or_update(
