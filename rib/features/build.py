@@ -38,7 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from rib.config import FeatureConfig
-from rib.features.shared import bucket_sql, check_timestamps, check_training_split, interval_sql, split_cuts
+from rib.features.shared import (
+    bucket_sql,
+    check_timestamps,
+    check_training_split,
+    examples_sql,
+    interval_sql,
+    split_cuts,
+)
 from rib.io import connect_duckdb, staged_folder
 from rib.schema import ACTIVITY_NAMES, OOV, is_synthetic
 
@@ -121,17 +128,7 @@ def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[floa
                            (row_number() OVER (PARTITION BY s.split ORDER BY s.session_index, m.position) - 1)::BIGINT
                                AS flat_index
                     FROM mb m JOIN sessions s USING (session_id) LEFT JOIN sku_vocab v USING (sku)""")
-    # Targets: the first micro-behavior of each macro interaction after the session's first.
-    con.execute(f"""CREATE TEMP TABLE examples AS
-                    WITH starts AS (
-                        SELECT *, lag(macro) OVER (PARTITION BY split, session_index ORDER BY position)
-                                  IS DISTINCT FROM macro AS is_macro_start
-                        FROM encoded)
-                    SELECT e.split, e.session_index, e.flat_index AS end_index, e.sku_id AS target,
-                           e.macro = s.n_macro - 1 AS is_last,
-                           greatest(e.flat_index - e.position, e.flat_index - {config.max_len}) AS start_index
-                    FROM starts e JOIN sessions s ON s.split = e.split AND s.session_index = e.session_index
-                    WHERE e.is_macro_start AND e.macro >= 1""")
+    con.execute(f"CREATE TEMP TABLE examples AS {examples_sql(config.max_len)}")
     return edges, interval_edges
 
 

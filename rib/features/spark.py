@@ -31,6 +31,7 @@ from rib.features.shared import (
     bucket_sql,
     check_timestamps,
     check_training_split,
+    examples_sql,
     interval_sql,
     split_cuts,
 )
@@ -142,17 +143,7 @@ def build_tables(micro_behaviors: Path, out: Path, config: FeatureConfig) -> tup
                s.flat_start + m.rank_in_session AS flat_index
         FROM mb m JOIN sessions_all s USING (session_id) LEFT JOIN sku_vocab v USING (sku)"""),
     )
-    # Targets: the first micro-behavior of each macro interaction after the session's first.
-    examples = spark.sql(f"""
-        WITH starts AS (
-            SELECT *, lag(macro) OVER (PARTITION BY split, session_index ORDER BY position)
-                      IS DISTINCT FROM macro AS is_macro_start
-            FROM encoded)
-        SELECT e.split, e.session_index, e.flat_index AS end_index, e.sku_id AS target,
-               e.macro = s.n_macro - 1 AS is_last,
-               greatest(e.flat_index - e.position, e.flat_index - {config.max_len}) AS start_index
-        FROM starts e JOIN sessions_all s ON s.split = e.split AND s.session_index = e.session_index
-        WHERE e.is_macro_start AND e.macro >= 1""")
+    examples = spark.sql(examples_sql(config.max_len, sessions="sessions_all"))
 
     sessions = spark.table("sessions_all").select(
         "session_id", "n_micro", "n_macro", "start_ts", "n_timestamps", "split", "session_index"
