@@ -3,6 +3,7 @@ DuckDB connections held to a memory limit."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import tempfile
@@ -29,17 +30,35 @@ def connect_duckdb(database: str | Path = ":memory:", spill: str | Path | None =
 
 @contextmanager
 def staged_folder(target: str | Path) -> Iterator[Path]:
-    """Yield a staging folder beside `target`; when the block succeeds it replaces `target`."""
+    """Yield a staging folder beside `target`; when the block succeeds it replaces `target` in one
+    step (the two folders exchanged atomically where the system can, Linux's renameat2), so a
+    process killed at any point leaves either the previous `target` or the new one, never a mix.
+    Staging folders of `target` left by killed runs are removed first (one writer per target)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in target.parent.glob(f".{target.name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         yield staging
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        if not (target.exists() and _exchange(staging, target)):  # staging now holds the previous output
+            if target.exists():  # no atomic exchange: move the previous output aside first
+                os.replace(target, staging.with_name(staging.name + "-previous"))
+            os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging.with_name(staging.name + "-previous"), ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (renameat2 with RENAME_EXCHANGE); False where not supported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 class ChunkedParquetWriter:

@@ -85,3 +85,52 @@ def test_a_killed_training_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
     assert a["best_epoch"] == b["best_epoch"] and a["validation"] == b["validation"] and a["test"] == b["test"]
     losses = [[h["train_loss"] for h in record["history"]] for record in (a, b)]
     assert losses[0] == losses[1] and len(losses[0]) == 6
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file of an output folder and its bytes (hidden staging folders inside it left out)."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in files if not p.relative_to(folder).parts[0].startswith(".")
+    }
+
+
+def test_a_step_killed_while_writing_leaves_the_previous_output_intact(tmp_path):
+    """`rib stage ingest` and `rib stage features` SIGKILLed while they write (their staging folder
+    exists) over a previous output: the previous output is byte for byte as it was; the next run
+    succeeds and leaves no staging folder behind."""
+    data = tmp_path / "data.parquet"
+    params_path = write_params(tmp_path, data)
+    params = load_params(params_path)
+    generate_default_data(params)
+    paths = artifact_paths(params)
+    run_ingest(params, paths)
+    run_features(params, paths)
+    # A larger log for the runs to be killed: the same path, so the ingest and features would change.
+    document = yaml.safe_load(params_path.read_text())
+    document["synthetic"].update(n_sessions=8000)
+    params_path.write_text(yaml.safe_dump(document))
+    data.unlink()
+    generate_default_data(load_params(params_path))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for stage, folder, staging in (
+        ("ingest", paths.ingest, lambda: list(paths.ingest.glob(".ingest-*"))),
+        # features: killed once its staging folder has its DuckDB file, mid-computation
+        ("features", paths.features, lambda: list(paths.features.parent.glob(f".{paths.features.name}-*/*.duckdb"))),
+    ):
+        before = _files(folder)
+        command = [sys.executable, "-m", "rib.cli", "--params", str(params_path), "stage", stage]
+        victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not staging() and victim.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert victim.poll() is None, f"{stage} ended before it could be killed"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+        assert _files(folder) == before, stage  # the previous output, untouched
+
+        finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        assert _files(folder) != before, stage  # replaced
+        assert not list(folder.parent.glob(f".{folder.name}-*")) and not list(folder.glob(".ingest-*")), stage

@@ -69,6 +69,8 @@ def build_window(config: DataConfig, ingest_dir: str | Path, end_date: str | Non
     quarantines = [str(day_folder(ingest_dir, d) / QUARANTINE_FILE) for d in days]
     synthetic = all(day["synthetic"] for day in reports.values())
     label = f", KV_METADATA {{'{SYNTHETIC_METADATA_KEY.decode()}': 'true'}}" if synthetic else ""
+    for leftover in ingest_dir.glob(".window-*"):  # left by a killed run (one writer per folder at a time)
+        shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".window-", dir=ingest_dir))
     try:
         con = connect_duckdb(staging / "window.duckdb", spill=staging / "spill")

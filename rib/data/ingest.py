@@ -37,6 +37,8 @@ def ingest_logs(config: DataConfig, out_dir: str | Path) -> IngestReport:
         seen[Path(path).resolve()] = path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.glob(".ingest-*"):  # left by a killed ingest (one ingest per folder at a time)
+        shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
     try:
         table_path = staging / MICRO_BEHAVIORS_FILE
