@@ -101,13 +101,13 @@ def features(
     from pipeline.external.features_step import features_metadata
     from rib.steps import run_features
 
-    params = rib_params.load()
+    params, paths = rib_params.load(), rib_params.paths()
     if params.features.engine == "spark":  # a Spark driver process of its own (pipeline/external/features_step.py)
         extras = {"params_path": rib_params.params_path, "artifacts_dir": rib_params.artifacts_dir}
         result = spark_launcher.run(context, extras).get_materialize_result()
     else:
-        summary = run_features(params, rib_params.paths())
-        result = MaterializeResult(metadata=_from_pipes(features_metadata(summary, str(rib_params.paths().features))))
+        summary = run_features(params, paths)
+        result = MaterializeResult(metadata=_from_pipes(features_metadata(summary, str(paths.features))))
     dvc_versioning.record("features")
     return result
 

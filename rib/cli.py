@@ -119,11 +119,14 @@ def _cmd_explain(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
+    from rib.ops.registry import CHAMPION
     from rib.ops.serve import serve
 
     params = load_params(args.params)
     overrides = {name: getattr(args, name) for name in ("model_uri", "host", "port") if getattr(args, name)}
-    serve(dataclasses.replace(params.serving, **overrides), args.tracking_uri)
+    config = dataclasses.replace(params.serving, **overrides)
+    config.model_uri = config.model_uri or f"models:/{params.registry.model_name}@{CHAMPION}"
+    serve(config, args.tracking_uri)
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
@@ -234,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("session", nargs="+", metavar="SKU+ACTIVITY+DWELL")
 
     serve = command("serve", _cmd_serve, "serve the registered model over HTTP, batching requests (MLflow's API)")
-    serve.add_argument("--model-uri", help="default: serving.model_uri (models:/rib@champion)")
+    serve.add_argument("--model-uri", help="default: serving.model_uri, else the registered champion")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")

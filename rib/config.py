@@ -256,7 +256,7 @@ class RegistryConfig:
 class ServingConfig:
     """`rib serve`: the registered model behind a lean HTTP server with micro-batching (rib/ops/serve.py)."""
 
-    model_uri: str = "models:/rib@champion"
+    model_uri: str | None = None  # default: the registry's champion, models:/<registry.model_name>@champion
     host: str = "127.0.0.1"
     port: int = 5002  # beside `make serve` (mlflow models serve) on 5001
     max_batch: int = 64  # sessions answered by one forward pass, at most

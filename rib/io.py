@@ -28,6 +28,15 @@ def connect_duckdb(database: str | Path = ":memory:", spill: str | Path | None =
     return con
 
 
+def new_staging(parent: Path, prefix: str) -> Path:
+    """A new hidden staging folder `prefix`* in `parent`, after removing those a killed run left
+    there (one writer per output at a time: the Dagster pools and DVC's lock see to it)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for leftover in parent.glob(f"{prefix}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+
 @contextmanager
 def staged_folder(target: str | Path) -> Iterator[Path]:
     """Yield a staging folder beside `target`; when the block succeeds it replaces `target` in one
@@ -35,10 +44,7 @@ def staged_folder(target: str | Path) -> Iterator[Path]:
     process killed at any point leaves either the previous `target` or the new one, never a mix.
     Staging folders of `target` left by killed runs are removed first (one writer per target)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in target.parent.glob(f".{target.name}-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging = new_staging(target.parent, f".{target.name}-staging-")  # not `.{name}-progress` (training)
     try:
         yield staging
         if not (target.exists() and _exchange(staging, target)):  # staging now holds the previous output

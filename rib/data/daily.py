@@ -15,11 +15,10 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from rib.io import connect_duckdb
+from rib.io import connect_duckdb, new_staging
 from rib.artifacts import MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE
 from rib.config import DataConfig
 from rib.data.report import IngestReport
@@ -69,9 +68,7 @@ def build_window(config: DataConfig, ingest_dir: str | Path, end_date: str | Non
     quarantines = [str(day_folder(ingest_dir, d) / QUARANTINE_FILE) for d in days]
     synthetic = all(day["synthetic"] for day in reports.values())
     label = f", KV_METADATA {{'{SYNTHETIC_METADATA_KEY.decode()}': 'true'}}" if synthetic else ""
-    for leftover in ingest_dir.glob(".window-*"):  # left by a killed run (one writer per folder at a time)
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=".window-", dir=ingest_dir))
+    staging = new_staging(ingest_dir, ".window-")
     try:
         con = connect_duckdb(staging / "window.duckdb", spill=staging / "spill")
         con.execute(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from rib.artifacts import MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE
@@ -18,6 +17,7 @@ from rib.config import DataConfig
 from rib.data.profile import profile
 from rib.data.report import IngestReport
 from rib.errors import InputFileError
+from rib.io import new_staging
 
 FORMATS = ("jd", "events", "canonical")
 
@@ -36,10 +36,7 @@ def ingest_logs(config: DataConfig, out_dir: str | Path) -> IngestReport:
             raise InputFileError(path, f"given twice (also as {seen[Path(path).resolve()]})")
         seen[Path(path).resolve()] = path
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in out_dir.glob(".ingest-*"):  # left by a killed ingest (one ingest per folder at a time)
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
+    staging = new_staging(out_dir, ".ingest-")
     try:
         table_path = staging / MICRO_BEHAVIORS_FILE
         quarantine_path = staging / QUARANTINE_FILE

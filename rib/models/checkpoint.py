@@ -9,9 +9,10 @@ the weights come from, to continue training; read with torch.load(weights_only=T
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,11 @@ class Checkpoint:
     vocab: dict  # vocab.json of the features it was trained on
     config: dict  # config.json: "network", "model" (its config), "max_len", "exclude_last_sku", training settings
     neighbors: SessionKNN | None = None  # the session-neighbourhood index, for a network with `neighbors`
-    sku_index: dict = field(default_factory=dict)  # SKU string -> id, built once (encode_session reads it)
+
+    @functools.cached_property
+    def sku_index(self) -> dict[str, int]:
+        """SKU string -> id, built once per checkpoint (not per served session)."""
+        return {sku: i for i, sku in enumerate(self.vocab["sku"])}
 
 
 def load_checkpoint(folder: str | Path, device: str = "cpu") -> Checkpoint:
@@ -138,8 +143,6 @@ def recommend(
     """Top-k next products for each raw session of micro-behaviors (see `encode_session`), read as
     the model was trained (the last `max_len`; the last SKU excluded where it was)."""
     model, vocab, max_len = checkpoint.model, checkpoint.vocab, checkpoint.config["max_len"]
-    if not checkpoint.sku_index:
-        checkpoint.sku_index = {sku: i for i, sku in enumerate(vocab["sku"])}
     encoded = [encode_session(session, vocab, max_len, strict, checkpoint.sku_index) for session in sessions]
     lengths = [len(ids) for ids, _ in encoded]
     inputs = np.zeros((len(encoded), max(lengths), len(FEATURES)), np.int64)  # (B, T, F), padded with 0
