@@ -12,7 +12,7 @@ from pipeline.automation import automation
 from pipeline.checks import DATA_CHECKS, model_gate_checks
 from pipeline.data import daily_assets, features, raw_micro_behaviors
 from pipeline.evaluation import baseline_comparison, model_comparison_asset, registered_model_asset
-from pipeline.insight import case_study_asset, report_asset, section3_analysis
+from pipeline.insight import case_study_asset, micro_value, report_asset, section3_analysis
 from pipeline.resources import DvcVersioning, MlflowTracking, RibParams, StepLauncher
 from pipeline.training import training_asset, training_asset_name, word2vec_embeddings
 from rib.config import default_params_path, load_params
@@ -48,8 +48,9 @@ def build_definitions(params_path: str | None = None, **resources) -> Definition
         comparison,
         registered_model_asset(comparison),
         section3_analysis,
+        micro_value,
         case_study,
-        report_asset([comparison, section3_analysis, case_study]),
+        report_asset([comparison, section3_analysis, micro_value, case_study]),
     ]
     return Definitions(
         assets=assets,

@@ -49,6 +49,28 @@ def section3_analysis(rib_params: RibParams, dvc_versioning: DvcVersioning) -> M
     )
 
 
+@asset(
+    group_name="insight",
+    deps=["features"],
+    description="What micro-behaviors are worth on this log before any training: revisits ranked by "
+    "recency, micro-behavior counts and micro-behavior features, in MRR@k, with paired intervals.",
+)
+def micro_value(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:
+    from rib.insight.micro_value import micro_value_markdown
+    from rib.steps import run_micro_value
+
+    result = run_micro_value(rib_params.load(), rib_params.paths())
+    dvc_versioning.record("micro_value")
+    validation = result["splits"].get("validation", {})
+    return MaterializeResult(
+        metadata={
+            "micro_value": MetadataValue.md(micro_value_markdown(result)),
+            "revisit_share": round(validation.get("revisit_share", 0.0), 4),
+            "synthetic": result["synthetic"],
+        }
+    )
+
+
 def case_study_asset(rib_models: Sequence[AssetsDefinition]) -> AssetsDefinition:
     @asset(
         group_name="insight",

@@ -26,6 +26,7 @@ class ArtifactPaths:
     models: Path  # one checkpoint folder per trained model and variant
     comparison: Path  # comparison.json / .md, metrics.json (DVC)
     section3: Path
+    micro_value: Path  # what micro-behaviors are worth on this log (rib/insight/micro_value.py)
     case_study: Path
     report: Path
 

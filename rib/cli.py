@@ -68,6 +68,13 @@ def _cmd_baselines(args: argparse.Namespace) -> None:
     print(comparison_markdown(steps.run_baselines(params, paths.replace(baselines=args.out), args.models)))
 
 
+def _cmd_micro_value(args: argparse.Namespace) -> None:
+    from rib.insight.micro_value import micro_value_markdown
+
+    params, paths = _setup(args)
+    print(micro_value_markdown(steps.run_micro_value(params, paths.replace(micro_value=args.out))))
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from rib.models.train import is_primary, stop_distributed
 
@@ -223,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     baselines.add_argument("--word2vec", help="folder of word2vec vectors (for the Word2vec baselines)")
     baselines.add_argument("--out", required=True)
     baselines.add_argument("--models", nargs="+", help="baselines to run (default: experiment.baselines)")
+
+    value = command("micro-value", _cmd_micro_value, "what micro-behaviors are worth on a log, before any training")
+    value.add_argument("--features", required=True, help="folder written by `rib features`")
+    value.add_argument("--out", required=True, help="writes micro_value.json and micro_value.md there")
 
     train = command("train", _cmd_train, "train one model on a features folder (word2vec-initialised)")
     train.add_argument("--features", required=True)

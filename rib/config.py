@@ -161,7 +161,14 @@ class RIBConfig(NetworkConfig):
     tied_output: bool = False  # score products against their input embeddings: W_o = W_P · projection
     repeat: bool = True  # repeat-explore mixture over the attention (README: beyond the paper)
     neighbors: bool = True  # with repeat: a third part, the V-SKNN neighbourhood's votes (README: beyond the paper)
-    explore_loss: float = 0.5  # with repeat: weight of the explore softmax's own cross-entropy, added to the loss
+    # With repeat: weight of the explore softmax's own cross-entropy, added to the loss. Off: trained
+    # for itself, the explore softmax grows confident on what the neighbourhood already covers and
+    # takes the mixture's weight (validation falls with training; README: "Why RIB did not learn").
+    explore_loss: float = 0.0
+    repeat_scorer: bool = (
+        True  # with repeat: its own scorer over the session's products (rib/models/repeat.py), not the attention
+    )
+    gate_holdout: float = 0.1  # with repeat: share of training sessions whose targets train the mixture's gates alone
     recency: bool = False  # a learned bias of the attention by distance to the prefix's end (recency)
     attention_inputs: bool = False  # the attention also reads each position's own input embeddings
 

@@ -59,9 +59,13 @@ FIRST_SKU_ID = OOV + 1
 # What a model reads per micro-behavior, in this order (the last axis of every input array).
 FEATURES = ("sku", "activity", "dwell", "interval")
 
-# The input variants: which features enter next to the SKU. The paper's four, and a fifth with the
-# time since the previous micro-behavior (HUP, Gu et al. WSDM 2020).
+# The input variants: which features enter next to the SKU. The paper's four, a fifth with the
+# time since the previous micro-behavior (HUP, Gu et al. WSDM 2020), and below them "visits": one
+# position per macro interaction, the product alone (what a shop without micro-behavior logging
+# has; "sku" repeats a product once per micro-behavior, which already tells how much was done on it).
+VISITS = "visits"
 VARIANTS: dict[str, tuple[str, ...]] = {
+    VISITS: (),
     "sku": (),
     "sku_activity": ("activity",),
     "sku_dwell": ("dwell",),
@@ -69,6 +73,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "sku_micro_interval": ("activity", "dwell", "interval"),
 }
 VARIANT_NAMES = {
+    VISITS: "Visits",
     "sku": "SKU",
     "sku_activity": "SKU+Activity",
     "sku_dwell": "SKU+Dwell",

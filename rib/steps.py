@@ -244,7 +244,15 @@ def run_training(
         "max_len": features.max_len,
         "exclude_last_sku": params.evaluation.exclude_last_sku,
     }
+    untrained_ranks = folder.parent / f".{folder.name}-untrained-ranks.npz"
+    if result.model.repeat:  # the same mixture at its initialization: what its parts that are not learned give
+        trained_state = {name: tensor.clone() for name, tensor in result.model.state_dict().items()}
+        result.model.load_state_dict(result.initial_state)
+        record["untrained"] = evaluate_recommender(recommender, features, params, untrained_ranks)
+        result.model.load_state_dict(trained_state)
     with staged_folder(folder) as staging:
+        if untrained_ranks.exists():
+            untrained_ranks.replace(staging / UNTRAINED_RANKS_FILE)
         training_state = {"epoch": result.best_epoch, "optimizer": result.optimizer_state}
         save_checkpoint(result.model, staging, features.vocab, extra, training_state, recommender.neighbors)
         ranks.replace(staging / RANKS_FILE)
@@ -285,6 +293,7 @@ def _launch_distributed(params: Params, paths: ArtifactPaths, model: str, varian
 
 
 RANKS_FILE = "ranks.npz"  # in a trained model's folder: the rank of every validation and test target
+UNTRAINED_RANKS_FILE = "untrained_ranks.npz"  # the same for the model at its initialization (a mixture's)
 
 
 @dataclass(frozen=True)
@@ -300,7 +309,7 @@ def _evaluated(run: Run, models: list[str], variants: list[str]) -> list:
     """The records and test ranks of the baselines and trained models a run wrote."""
     import numpy as np
 
-    from rib.evaluation.comparison import Evaluated
+    from rib.evaluation.comparison import UNTRAINED_SUFFIX, Evaluated
 
     found = []
     for record in json.loads((run.paths.baselines / "records.json").read_text()):
@@ -312,6 +321,10 @@ def _evaluated(run: Run, models: list[str], variants: list[str]) -> list:
             folder = run.paths.model(model, variant)
             record = json.loads((folder / "metrics.json").read_text())
             found.append(Evaluated(record | {"fold": run.fold}, np.load(folder / RANKS_FILE)["test"]))
+            if "untrained" in record:  # a row of its own: "<model>-untrained", what training adds is paired to it
+                untrained = {"model": model + UNTRAINED_SUFFIX, "variant": variant, "seed": record["seed"]}
+                untrained |= record["untrained"] | {"fold": run.fold}
+                found.append(Evaluated(untrained, np.load(folder / UNTRAINED_RANKS_FILE)["test"]))
     return found
 
 
@@ -384,6 +397,15 @@ def run_section3(params: Params, paths: ArtifactPaths) -> dict:
     from rib.insight.section3 import write_section3
 
     return write_section3(paths.micro_behaviors, paths.section3, ingest_report(paths)["synthetic"])
+
+
+def run_micro_value(params: Params, paths: ArtifactPaths) -> dict:
+    """What micro-behaviors are worth on this log before any training: revisits ranked by recency,
+    micro-behavior counts and micro-behavior features, with paired intervals."""
+    from rib.features.dataset import FeatureSet
+    from rib.insight.micro_value import write_micro_value
+
+    return write_micro_value(FeatureSet.load(paths.features), params.evaluation, paths.micro_value)
 
 
 def run_case_study(params: Params, paths: ArtifactPaths) -> dict:
@@ -481,6 +503,7 @@ STAGES: dict[str, Callable[..., object]] = {
     "train": run_training,  # with model= and variant=
     "comparison": run_comparison,
     "section3": run_section3,
+    "micro_value": run_micro_value,
     "case_study": run_case_study,
     "report": run_report,
 }

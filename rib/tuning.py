@@ -13,7 +13,8 @@ Search spaces (the trial count is the same for every model: `--trials`):
     every network   learning_rate log-uniform [2e-4, 5e-3]; weight_decay log-uniform [1e-4, 1e-1];
                     batch_size {64, 128, 256}; dropout uniform [0, 0.5]
     RIB             hidden {50, 100, 200}; neighbors {on, off}; explore_loss {0, 0.25, 0.5, 1};
-                    recency {on, off}; attention_inputs {on, off}  (d_sku etc. follow word2vec)
+                    recency {on, off}; attention_inputs {on, off}; repeat_scorer {on, off};
+                    gate_holdout {0, 0.1, 0.2}  (d_sku etc. follow word2vec)
     RIB-Attention   hidden {50, 100, 200}
     GRU4Rec, NARM   hidden {50, 100, 200}; d_sku {32, 64, 128}
     SASRec          d_sku {32, 64, 128}; blocks {1, 2, 3}; heads {1, 2}
@@ -46,6 +47,8 @@ def _rib(trial) -> dict:
         "explore_loss": trial.suggest_categorical("explore_loss", [0.0, 0.25, 0.5, 1.0]),
         "recency": trial.suggest_categorical("recency", [True, False]),
         "attention_inputs": trial.suggest_categorical("attention_inputs", [True, False]),
+        "repeat_scorer": trial.suggest_categorical("repeat_scorer", [True, False]),
+        "gate_holdout": trial.suggest_categorical("gate_holdout", [0.0, 0.1, 0.2]),
     }
 
 
@@ -94,6 +97,7 @@ def tune(
 
     from rib.evaluation.metrics import evaluate
     from rib.features.dataset import FeatureSet
+    from rib.models.train import selection_figure
 
     if model not in SEARCH_SPACES:
         raise ValueError(f"no search space for {model!r}; tunable models: {sorted(SEARCH_SPACES)}")
@@ -116,7 +120,7 @@ def tune(
         recommender.on_epoch = report
         recommender.fit(features)
         figures = evaluate(recommender.score, features.validation, params.evaluation, features.n_items)
-        value = figures[f"recall@{k}"] + figures[f"mrr@{k}"]
+        value = selection_figure(figures, k)
         trial.set_user_attr("validation", figures)
         trial.set_user_attr("best_epoch", recommender.result.best_epoch)
         if tracking is not None:

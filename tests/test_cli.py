@@ -52,10 +52,14 @@ def test_benchmark_over_folds_with_a_trained_model(tmp_path, capsys):
     document = json.loads((tmp_path / "b" / "comparison" / "comparison.json").read_text())
     assert document["folds"] == 2 and document["synthetic"] is True and document["targets"] == "all"
     rows = {(r["model"], r["variant"]): r for r in document["results"]}
-    assert set(rows) == {("S-POP", None), ("Item-KNN", None), ("RIB", "sku"), ("RIB", "sku_micro")}
+    # every RIB training also ranks the test targets with its mixture at initialization: RIB-untrained
+    trained = {("RIB", "sku"), ("RIB", "sku_micro"), ("RIB-untrained", "sku"), ("RIB-untrained", "sku_micro")}
+    assert set(rows) == {("S-POP", None), ("Item-KNN", None), *trained}
     micro = rows[("RIB", "sku_micro")]
+    assert micro["mrr@20_vs_untrained"]["reference"] == "RIB-untrained SKU+Micro-behaviors"
     assert [f["fold"] for f in micro["per_fold"]] == [0, 1]
     assert micro["per_fold"][0]["n"] != micro["per_fold"][1]["n"]  # two different session splits
     assert "recall@20_vs_best_baseline" in micro and "mrr@20_vs_sku" in micro
-    assert (tmp_path / "b" / "fold1" / "seed0" / "models" / "RIB-sku" / "ranks.npz").exists()
+    for name in ("ranks.npz", "untrained_ranks.npz"):
+        assert (tmp_path / "b" / "fold1" / "seed0" / "models" / "RIB-sku" / name).exists()
     assert "fold 1" in capsys.readouterr().out

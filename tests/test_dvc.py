@@ -23,6 +23,7 @@ STAGE_OF_ASSET = {
     "baseline_comparison": "baselines",
     "model_comparison": "comparison",
     "section3_analysis": "section3",
+    "micro_value": "micro_value",
     "case_study": "case_study",
     "report": "report",
     "registered_model": None,  # writes to the MLflow registry, not to files

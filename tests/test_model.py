@@ -53,7 +53,7 @@ def test_training_windows_reproduce_the_stored_prefix_examples(tmp_path):
     loader = WindowLoader(train, window=50, device=torch.device("cpu"))
     assert len(loader) == train.n_sessions  # every session fits one window
     with torch.no_grad():
-        x, target_mask, targets, _, _ = loader.gather(np.arange(len(loader)))
+        x, target_mask, targets, _, _, _ = loader.gather(np.arange(len(loader)))
         assert torch.equal(targets, torch.tensor(np.array(train.example_target), dtype=torch.long))
         pooled, _ = model(x)
         one_pass = model.output(pooled[target_mask])  # (N, V): logits of every stored example
@@ -174,7 +174,7 @@ def test_every_training_target_sees_exactly_its_evaluation_input_in_long_session
     model = RIB(RIBConfig(neighbors=False, n_items=20, repeat=True)).eval()
     loader = WindowLoader(train, window=max_len, device=torch.device("cpu"))
     with torch.no_grad():
-        x, target_mask, targets, _, _ = loader.gather(np.arange(len(loader)))
+        x, target_mask, targets, _, _, _ = loader.gather(np.arange(len(loader)))
         # Where each trained target sits in the split: the window's start plus its offset.
         position = torch.as_tensor(loader.starts)[:, None] + torch.arange(x.shape[1])[None, :]
         trained_at = position[:, 1:][target_mask[:, :-1]]
@@ -205,3 +205,56 @@ def test_the_baseline_networks_encode_every_prefix_as_its_own_input(network):
             torch.testing.assert_close(pooled[:, t], alone[:, t], rtol=1e-4, atol=1e-5)  # no future leaks in
         torch.testing.assert_close(alpha.sum(dim=-1), torch.ones(3, 8), rtol=1e-5, atol=1e-5)
         assert torch.all(alpha.triu(diagonal=1) == 0)
+
+
+def test_the_visits_input_is_one_position_per_visit_the_product_alone():
+    from rib.features.dataset import Batch
+    from rib.models.network import visits_only
+
+    x = random_inputs(B=2, T=8)
+    x[0, :, 0] = torch.tensor([5, 5, 7, 5, 5, 9, 0, 0])  # visits 5, 7, 5, 9; then padding
+    x[1, :, 0] = torch.tensor([3, 4, 4, 4, 6, 6, 3, 8])  # visits 3, 4, 6, 3, 8
+    x[0, 6:] = 0
+    visits, _, valid = visits_only(x)
+    assert visits[..., 0].tolist() == [[5, 7, 5, 9, 0], [3, 4, 6, 3, 8]]
+    assert valid.sum(dim=1).tolist() == [4, 5]
+    assert torch.all(visits[..., 1:] == 0)  # no activity, dwell or interval
+    batch = Batch(inputs=x.numpy(), lengths=np.array([6, 8]), target=np.array([2, 2]))
+    np.testing.assert_array_equal(batch.visits_only().inputs, visits.numpy())  # the baselines' version agrees
+    # A visits model scores the same whatever the number of micro-behaviors in each visit.
+    model = RIB(RIBConfig(neighbors=False, n_items=40, variant="visits")).eval()
+    short = torch.zeros_like(x[:1])
+    short[0, :4, 0] = torch.tensor([5, 7, 5, 9])
+    with torch.no_grad():
+        torch.testing.assert_close(model.score_all(x[:1], torch.tensor([6])), model.score_all(short, torch.tensor([4])))
+
+
+def test_the_repeat_scorer_weighs_each_product_by_its_discounted_engagement():
+    from rib.models.repeat import ProductRepeatScorer
+
+    torch.manual_seed(0)
+    scorer = ProductRepeatScorer(n_dwell=6, activity=True, dwell=True)
+    with torch.no_grad():
+        scorer.recency.weight.normal_()
+    x = random_inputs(B=3, T=10, n_items=6)  # few products: many revisits
+    with torch.no_grad():
+        weights = scorer(x)  # (B, T, T)
+        start = torch.ones_like(x[..., 0])
+        start[:, 1:] = (x[:, 1:, 0] != x[:, :-1, 0]).long()
+        engagement = torch.nn.functional.softplus(scorer.engagement(scorer.micro_features(x, start))).squeeze(-1)
+        visit = start.cumsum(dim=1)
+        for b in range(3):
+            for t in range(10):
+                sku = x[b, : t + 1, 0].tolist()
+                brute = {}
+                for v in range(t + 1):  # s(t, y) = Σ_{v <= t, p_v = y} exp(r[visits back]) e_v
+                    back = min(int(visit[b, t] - visit[b, v]), 31)
+                    brute[sku[v]] = brute.get(sku[v], 0.0) + float(
+                        torch.exp(scorer.recency.weight[back, 0]) * engagement[b, v]
+                    )
+                total = sum(brute.values())
+                for u in range(t + 1):
+                    last = max(i for i in range(t + 1) if sku[i] == sku[u])  # the product stands at its last occurrence
+                    expected = brute[sku[u]] / total if u == last else 0.0
+                    assert float(weights[b, t, u]) == pytest.approx(expected, rel=1e-4, abs=1e-6)
+                assert torch.all(weights[b, t, t + 1 :] == 0)

@@ -147,6 +147,13 @@ class TestSessionPop(RecommenderContract):
         assert seen.mean() > 0.3 and (ranks[seen] <= 2).all()
 
 
+class TestSessionPopVisits(TestSessionPop):
+    """S-POP counting visits: the same known answer (the session's own products first)."""
+
+    def make(self, world):
+        return baselines.SessionPopVisits()
+
+
 class TestItemKNN(RecommenderContract):
     def make(self, world):
         return baselines.ItemKNN()
@@ -196,6 +203,17 @@ class TestRIB(RecommenderContract):
 
     def make(self, world):
         return NetworkRecommender("RIB", SMALL_RIB, QUICK, AT_1_2, world.vectors, log=lambda _: None)
+
+
+class TestRIBOnVisits(RecommenderContract):
+    """The "visits" variant: one position per visit, the product alone (neighbourhood votes too)."""
+
+    learns_order = True
+    batch_tolerance = 1e-5
+
+    def make(self, world):
+        config = dataclasses.replace(SMALL_RIB, variant="visits")
+        return NetworkRecommender("RIB", config, QUICK, AT_1_2, world.vectors, log=lambda _: None)
 
 
 class TestRIBAttention(RecommenderContract):

@@ -136,6 +136,8 @@ def test_no_weight_decay_on_biases_and_embedding_tables():
         "attention_a.weight",
         "repeat_gate.weight",
         "output.weight",
+        "product_repeat.engagement.0.weight",
+        "product_repeat.engagement.2.weight",
     }
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 

@@ -18,12 +18,15 @@ def training_metadata(record: dict, checkpoint: str, k: int, mlflow_run_id: str)
         for h in record["history"]
     )
     header = f"| epoch | loss | val recall@{k} | val mrr@{k} |\n|---:|---:|---:|---:|\n"
+    if "untrained" in record:  # epoch 0: the mixture at its initialization
+        start = record["untrained"]["validation"]
+        header += f"| 0 (untrained) | - | {start[f'recall@{k}']:.4f} | {start[f'mrr@{k}']:.4f} |\n"
     return {
         "checkpoint": {"raw_value": checkpoint, "type": "path"},
         "best_epoch": record["best_epoch"],
-        f"validation recall@{k}": record["validation"][f"recall@{k}"],
-        f"test recall@{k}": record["test"][f"recall@{k}"],
-        f"test mrr@{k}": record["test"][f"mrr@{k}"],
+        f"validation recall@{k}": round(record["validation"][f"recall@{k}"], 4),
+        f"test recall@{k}": round(record["test"][f"recall@{k}"], 4),
+        f"test mrr@{k}": round(record["test"][f"mrr@{k}"], 4),
         "micro_behaviors_per_second": record["micro_behaviors_per_second"],
         "device": record["device"],
         "mlflow_run_id": mlflow_run_id,

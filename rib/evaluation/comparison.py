@@ -23,7 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from rib.config import EvaluationConfig
-from rib.schema import VARIANT_NAMES
+from rib.schema import VARIANT_NAMES, VISITS
+
+# "RIB-untrained": a trained mixture's row at its initialization (written by every RIB training, rib.steps)
+UNTRAINED_SUFFIX = "-untrained"
 
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
@@ -68,9 +71,13 @@ def build_comparison(evaluated: list[Evaluated], evaluation: EvaluationConfig, *
                 row[f"{metric}_vs_best_baseline"] = _paired(vectors, key, reference, metric, resamples)
                 if best[metric] > 0:
                     row[f"{metric}_improvement_pct"] = 100.0 * (row[metric] - best[metric]) / best[metric]
-            own_sku = (row["model"], "sku")
-            if row["variant"] not in (None, "sku") and own_sku in vectors:
-                row[f"{metric}_vs_sku"] = _paired(vectors, key, own_sku, metric, resamples)
+            for reference, suffix in (
+                ((row["model"], "sku"), "sku"),  # what the micro-behaviors add to the SKU sequence
+                ((row["model"], VISITS), "visits"),  # ... and to the sequence of product visits
+                ((row["model"] + UNTRAINED_SUFFIX, row["variant"]), "untrained"),  # what training adds
+            ):
+                if row["variant"] is not None and reference != key and reference in vectors:
+                    row[f"{metric}_vs_{suffix}"] = _paired(vectors, key, reference, metric, resamples)
     return {
         "data": data,
         "synthetic": synthetic,
@@ -186,17 +193,26 @@ def comparison_markdown(document: dict) -> str:
         f"Best baseline chosen on validation: {best[f'recall@{k}']} (Recall), {best[f'mrr@{k}']} (MRR).",
         "",
         f"| model | input | Recall@{k} | Δ vs best baseline | MRR@{k} | Δ vs best baseline "
-        f"| Δ Recall vs SKU | Δ MRR vs SKU | n test | unseen | folds × seeds |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| Δ Recall vs Visits | Δ MRR vs Visits | Δ Recall vs SKU | Δ MRR vs SKU | n test | unseen | folds × seeds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['variant_name']} | {r[f'recall@{k}']:.4f} ± {r[f'recall@{k}_std']:.4f} "
             f"| {difference_text(r, f'recall@{k}_vs_best_baseline')} "
             f"| {r[f'mrr@{k}']:.4f} ± {r[f'mrr@{k}_std']:.4f} | {difference_text(r, f'mrr@{k}_vs_best_baseline')} "
+            f"| {difference_text(r, f'recall@{k}_vs_visits')} | {difference_text(r, f'mrr@{k}_vs_visits')} "
             f"| {difference_text(r, f'recall@{k}_vs_sku')} | {difference_text(r, f'mrr@{k}_vs_sku')} "
             f"| {r['n_test']} | {r['oov_test_targets']} | {r['folds']} × {r['seeds']} |"
         )
+    trained = [r for r in rows if f"recall@{k}_vs_untrained" in r]
+    if trained:
+        lines += ["", "What training adds (trained minus the same model at its initialization, paired):", ""]
+        for r in trained:
+            lines.append(
+                f"- {r['model']} {r['variant_name']}: Recall@{k} {difference_text(r, f'recall@{k}_vs_untrained')}, "
+                f"MRR@{k} {difference_text(r, f'mrr@{k}_vs_untrained')}"
+            )
     if document["folds"] > 1:
         lines += ["", f"Per fold (Recall@{k} / MRR@{k}, n):", ""]
         folds = [f["fold"] for f in rows[0]["per_fold"]]

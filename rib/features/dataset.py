@@ -42,6 +42,21 @@ class Batch:
     def last_sku(self) -> np.ndarray:  # (B,)
         return self.sku[np.arange(len(self.lengths)), self.lengths - 1]
 
+    def visits_only(self) -> Batch:
+        """The same inputs with one position per macro interaction (its last micro-behavior), the
+        product alone: what the "visits" variant reads."""
+        sku = self.sku
+        following = np.zeros_like(sku)
+        following[:, :-1] = sku[:, 1:]
+        real = np.arange(sku.shape[1])[None, :] < self.lengths[:, None]
+        keep = real & (following != sku)  # a visit's last micro-behavior (padding follows the last one)
+        lengths = keep.sum(axis=1)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, : int(lengths.max(initial=0))]  # kept positions first
+        valid = np.arange(order.shape[1])[None, :] < lengths[:, None]
+        inputs = np.zeros((len(sku), order.shape[1], self.inputs.shape[2]), self.inputs.dtype)
+        inputs[..., 0] = np.where(valid, np.take_along_axis(sku, order, axis=1), 0)
+        return Batch(inputs=inputs, lengths=lengths, target=self.target)
+
 
 @dataclass
 class SplitData:

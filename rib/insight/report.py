@@ -11,7 +11,14 @@ from rib.artifacts import ArtifactPaths
 from rib.evaluation.comparison import comparison_markdown, difference_text
 from rib.insight.plots import png_data_uri, training_curve
 
-SECTIONS = ("Data quality", "Micro-behaviors (Section 3)", "Comparison (Table 3)", "Training curves", "Case study")
+SECTIONS = (
+    "Data quality",
+    "Micro-behaviors (Section 3)",
+    "What micro-behaviors are worth here, before training",
+    "Comparison (Table 3)",
+    "Training curves",
+    "Case study",
+)
 
 
 def _image(path: str | Path, alt: str) -> str:
@@ -84,6 +91,24 @@ def build_report(paths: ArtifactPaths, k: int, title: str = "RIB run report") ->
         parts.append(_table(["dwell", "occurrences", "ordered later", "conversion rate"], rows))
 
     parts.append(f"<h2>{SECTIONS[2]}</h2>")
+    value = _read(paths.micro_value / "micro_value.json")
+    if value:
+        parts.append(f"<p>{escape(value['description'])}</p>")
+        scorers = list(next(iter(value["splits"].values()))[f"mrr@{k}_contribution"]) if value["splits"] else []
+        rows = [
+            [split, s["targets"], f"{s['revisit_share']:.1%}"]
+            + [f"{s[f'mrr@{k}_contribution'][n]:.4f}" if n in s[f"mrr@{k}_contribution"] else "-" for n in scorers]
+            for split, s in value["splits"].items()
+        ]
+        parts.append(_table(["split", "targets", "revisit share", *scorers], rows))
+        rows = [
+            [split, name, difference_text({"d": d}, "d")]
+            for split, s in value["splits"].items()
+            for name, d in s["differences"].items()
+        ]
+        parts.append(_table(["split", "comparison", "paired difference [95% interval]"], rows))
+
+    parts.append(f"<h2>{SECTIONS[3]}</h2>")
     comparison = _read(paths.comparison / "comparison.json")
     if comparison:
         parts.append(f"<p>{escape(comparison_markdown(comparison).split(chr(10))[0])}</p>")  # the protocol line
@@ -104,14 +129,14 @@ def build_report(paths: ArtifactPaths, k: int, title: str = "RIB run report") ->
         header = ["model", "input", f"Recall@{k}", "Δ vs best baseline", f"MRR@{k}", "Δ vs best baseline"]
         parts.append(_table([*header, "Δ Recall vs SKU", "n test", "folds × seeds"], rows))
 
-    parts.append(f"<h2>{SECTIONS[3]}</h2>")
+    parts.append(f"<h2>{SECTIONS[4]}</h2>")
     for history_path in sorted(paths.models.glob("*/history.json")):
         history = _read(history_path)
         if history:
             figure = training_curve(history, k, title=f"{history_path.parent.name}: validation per epoch")
             parts.append(f'<img alt="{escape(history_path.parent.name)}" src="{png_data_uri(figure)}">')
 
-    parts.append(f"<h2>{SECTIONS[4]}</h2>")
+    parts.append(f"<h2>{SECTIONS[5]}</h2>")
     cases = _read(paths.case_study / "case_study.json")
     for case in (cases or {}).get("cases", []):
         parts.append(f"<h3>Test example {case['example']}: next product {escape(case['target'])}</h3>")

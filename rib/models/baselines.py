@@ -1,8 +1,8 @@
 """The baselines, each a `rib.models.base.Recommender`: `fit(features)`, then `score(batch) -> (B, V)`.
 
 - POP: training popularity, counted in macro interactions (product visits).
-- S-POP: the session's own SKUs by how often they occur in the input, ties broken by
-  recency (latest first), then every other SKU by POP.
+- S-POP: the session's own SKUs by how often they occur in the input (micro-behaviors), ties broken
+  by recency (latest first), then every other SKU by POP; S-POP Visits counts visits instead.
 - Item-KNN (the paper's definition): sim(i, j) = freq(ij) / sqrt(freq(i) * freq(j)), where
   freq counts training sessions as sets of SKUs; a session is scored by its last SKU's row.
 """
@@ -68,6 +68,15 @@ class SessionPop:
         return only_products(scores)
 
 
+class SessionPopVisits(SessionPop):
+    """S-POP on visits: the session's products by their number of visits (not micro-behaviors)."""
+
+    name = "S-POP Visits"
+
+    def score(self, batch: Batch) -> np.ndarray:
+        return super().score(batch.visits_only())
+
+
 def item_similarity(train: SplitData, n_items: int) -> sp.csr_matrix:
     """(V, V) Item-KNN similarity: freq(ij) / sqrt(freq(i) freq(j)) over sessions as sets, no diagonal."""
     sessions_by_item = session_item_matrix(train, n_items)
@@ -118,6 +127,7 @@ class SessionKNN:
     name = "SKNN"
     K_CHOICES = (50, 100, 200, 500)
     positional = False
+    visits = False  # read the inputs as visits (one position per macro interaction): the "visits" variant
 
     def __init__(self, evaluation: EvaluationConfig) -> None:
         self.evaluation = evaluation
@@ -142,6 +152,8 @@ class SessionKNN:
 
     def query(self, batch: Batch) -> sp.csr_matrix:
         """(B, V) the inputs as product vectors: 1 per product, or V-SKNN's position weights."""
+        if self.visits:
+            batch = batch.visits_only()
         B, L = batch.sku.shape
         real = ((np.arange(L)[None, :] < batch.lengths[:, None]) & (batch.sku > OOV)).ravel()
         weights = np.ones((B, L))
@@ -200,6 +212,7 @@ class SessionKNN:
             shape=np.array(self.sessions.shape),
             k=np.array(self.k),
             positional=np.array(self.positional),
+            visits=np.array(self.visits),
         )
 
     @classmethod
@@ -210,6 +223,7 @@ class SessionKNN:
                 (saved["data"], saved["indices"], saved["indptr"]), shape=tuple(saved["shape"])
             )
             model.k = int(saved["k"])
+            model.visits = bool(saved["visits"]) if "visits" in saved else False
         model.n_items = model.sessions.shape[1]
         model.session_norm = np.sqrt(np.asarray(model.sessions.sum(axis=1)).ravel())
         return model
@@ -303,6 +317,7 @@ BASELINES = {
     for model in (
         Pop,
         SessionPop,
+        SessionPopVisits,
         ItemKNN,
         SessionPopItemKNN,
         SessionKNN,

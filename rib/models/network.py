@@ -26,7 +26,23 @@ from torch import Tensor, nn
 
 from rib.config import NetworkConfig
 from rib.models.loss import NegativeSampler, linear_cross_entropy, sampled_cross_entropy
-from rib.schema import FEATURES, VARIANTS
+from rib.schema import FEATURES, PAD, VARIANTS, VISITS
+
+
+def visits_only(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The "visits" variant's input: one position per macro interaction (its last micro-behavior),
+    the product alone. x (B, T, F) -> (x' (B, T', F), where each position came from (B, T'), valid (B, T'))."""
+    sku = x[..., 0]
+    following = torch.zeros_like(sku)
+    following[:, :-1] = sku[:, 1:]
+    keep = (sku != PAD) & (following != sku)  # a visit's last micro-behavior (padding follows the last one)
+    lengths = keep.sum(dim=1)
+    width = int(lengths.max()) if len(lengths) else 0
+    order = torch.argsort((~keep).int(), dim=1, stable=True)[:, :width]  # kept positions first, in order
+    valid = torch.arange(width, device=x.device)[None, :] < lengths[:, None]
+    visits = torch.zeros_like(x[:, :width])
+    visits[..., 0] = torch.where(valid, sku.gather(1, order), PAD)
+    return visits, order, valid
 
 
 def safe_log(prob: Tensor) -> Tensor:
@@ -111,6 +127,11 @@ class NextItemNetwork(nn.Module):
         """Every prefix at once: pooled vectors (B, T, H) and attention weights (B, T, T)."""
         raise NotImplementedError
 
+    def repeat_weights(self, x: Tensor, alpha: Tensor) -> Tensor:
+        """(B, T, T) the repeat part's distribution of every prefix over its positions: the
+        attention itself, unless the network has a repeat scorer of its own."""
+        return alpha
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.encode(x)
 
@@ -126,6 +147,7 @@ class NextItemNetwork(nn.Module):
         target_mask: Tensor,
         targets: Tensor,
         neighbor_prob: Tensor | None = None,
+        held: Tensor | None = None,
         chunk: int = 4096,
         compute_dtype: torch.dtype | None = None,
         compile: bool = False,
@@ -135,8 +157,13 @@ class NextItemNetwork(nn.Module):
         """Mean cross-entropy of every target: target_mask (B, T) marks the positions whose
         prefix predicts a next product; targets (N,) are those products in row-major order;
         neighbor_prob (N,) the session neighbourhood's probability of each (with `neighbors`);
+        held (N,) bool: targets of the sessions held out for the gates (`gate_holdout`): their loss
+        trains the gates alone, every other target's trains the rest with the gates as they are;
         `sampler`: a sampled softmax (negatives with the logQ correction) instead of the full one;
         reduction "sum" for a distributed step that divides by the global number of targets."""
+        if self.config.variant == VISITS:  # a visit's last micro-behavior is where its prefix predicts
+            x, order, valid = visits_only(x)
+            target_mask = target_mask.gather(1, order) & valid
         pooled, alpha = self.encode(x)
         index = target_mask.flatten().nonzero().squeeze(1)  # (N,) one device-to-host sync
         o = pooled.flatten(0, 1)[index]  # (N, H)
@@ -150,12 +177,24 @@ class NextItemNetwork(nn.Module):
             return reduce(nll)
         sku = x[..., 0]
         rows = sku[index // sku.shape[1]]  # (N, T): the row each target's prefix comes from
-        parts = self.session_parts(rows, alpha.flatten(0, 1)[index].float(), targets, neighbor_prob)  # each (N,)
+        weights = self.repeat_weights(x, alpha).flatten(0, 1)[index].float()  # (N, T)
+        parts = self.session_parts(rows, weights, targets, neighbor_prob)  # each (N,)
         gate = self.repeat_gate(o).float()  # (N, P)
-        loss = reduce(-mixture_log_prob(gate, parts, -nll))
+        if held is None:
+            loss = reduce(-mixture_log_prob(gate, parts, -nll))
+            explore = reduce(nll)
+        else:
+            # The gates weigh the parts by how well each does on sessions the rest never trained
+            # on: learned on the training targets themselves, they would trust the explore softmax
+            # by how well it recalls those very sessions (overfitting), not by how it generalises.
+            fitted = mixture_log_prob(gate.detach(), parts, -nll)
+            gate_held = self.repeat_gate(o.detach()).float()
+            weighed = mixture_log_prob(gate_held, [p.detach() for p in parts], -nll.detach())
+            loss = reduce(-torch.where(held, weighed, fitted))
+            explore = reduce(torch.where(held, 0.0, nll))
         # The explore part also learns on its own: where a session part already covers a target,
         # the mixture's gradient barely reaches it (a part that is right early takes the gate).
-        return loss + self.explore_loss * reduce(nll) if self.explore_loss else loss
+        return loss + self.explore_loss * explore if self.explore_loss else loss
 
     def score_and_attention(
         self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None = None
@@ -163,6 +202,13 @@ class NextItemNetwork(nn.Module):
         """One forward pass: the scores of every product for the next macro interaction after each
         whole input (B, V), logits or, with `repeat`, the mixture's log-probabilities; and the
         attention over the input (B, T), summing to 1 over real positions, 0 on padding."""
+        if self.config.variant == VISITS:  # encoded on visits; the attention goes back to the micro-behaviors
+            visits, order, valid = visits_only(x)
+            scores, attention = self._score(visits, valid.sum(dim=1), neighbor_prob)
+            return scores, torch.zeros_like(x[..., 0], dtype=attention.dtype).scatter(1, order, attention * valid)
+        return self._score(x, lengths, neighbor_prob)
+
+    def _score(self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None) -> tuple[Tensor, Tensor]:
         pooled, alpha = self.encode(x)
         rows, last = torch.arange(len(lengths), device=x.device), lengths - 1
         attention = alpha[rows, last]  # (B, T)
@@ -171,7 +217,8 @@ class NextItemNetwork(nn.Module):
         logits = (inputs @ weight.t() + bias).float()  # (B, V)
         if not self.repeat:
             return logits, attention
-        parts = self.session_parts(x[..., 0], attention.float(), neighbor_prob=neighbor_prob)  # each (B, V)
+        weights = self.repeat_weights(x, alpha)[rows, last].float()  # (B, T)
+        parts = self.session_parts(x[..., 0], weights, neighbor_prob=neighbor_prob)  # each (B, V)
         gate = self.repeat_gate(o).float()[:, None, :]  # (B, 1, P)
         return mixture_log_prob(gate, parts, torch.log_softmax(logits, dim=1)), attention
 

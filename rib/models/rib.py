@@ -7,7 +7,8 @@
     ŷ   = softmax(W_o o + b_o) over all products, cross-entropy
 
 The output layer, the loss, the scorer and the two options beyond the paper (`tied_output`,
-`repeat`: the repeat-explore mixture over this attention) are shared by every network:
+`repeat`: the repeat-explore mixture over this attention, or with `repeat_scorer` over the
+distinct products of the session scored by their engagement, rib/models/repeat.py) are shared by every network:
 rib/models/network.py. Every prefix of a sequence is pooled in one pass: the pooled vector at
 position t attends only to positions <= t (a masked softmax per row), so each next-product target
 of a training session gets exactly the vector it would get from its own truncated prefix. The
@@ -22,6 +23,8 @@ from torch import Tensor, nn
 
 from rib.config import RIBConfig
 from rib.models.network import NextItemNetwork, causal_mask, last_state_attention
+from rib.models.repeat import ProductRepeatScorer
+from rib.schema import VARIANTS
 
 RECENCY_DISTANCES = 64  # distances to the prefix's end with a bias of their own; farther ones share the last
 
@@ -45,6 +48,12 @@ class RIB(NextItemNetwork):
         if config.attention and config.recency:  # r_d: the attention logit of a position d steps before the end
             self.recency_bias = nn.Embedding(RECENCY_DISTANCES, 1)
             nn.init.zeros_(self.recency_bias.weight)
+        if config.repeat and config.repeat_scorer:  # the repeat part's own scorer over distinct products
+            uses = VARIANTS[config.variant]
+            self.product_repeat = ProductRepeatScorer(config.n_dwell, "activity" in uses, "dwell" in uses)
+
+    def repeat_weights(self, x: Tensor, alpha: Tensor) -> Tensor:
+        return self.product_repeat(x) if hasattr(self, "product_repeat") else alpha
 
     def attention_logits(self, h: Tensor, inputs: Tensor) -> Tensor:
         m = self.attention_m(h)  # (B, T, H)

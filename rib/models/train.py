@@ -8,7 +8,7 @@ position t predicts the SKU at t + 1 whenever t + 1 starts a new macro interacti
 out-of-vocabulary target is skipped. Mini-batches are gathered from
 the stored flat arrays with tensor indexing on the training device: no per-example Python.
 
-The epoch with the best validation Recall@k (MRR@k breaks ties) is kept. `NetworkRecommender`
+The epoch with the best validation Recall@k + MRR@k is kept (the figure `rib tune` maximises). `NetworkRecommender`
 puts training and scoring behind the contract every model shares (rib.models.base); the test
 split is evaluated by the caller, once, like every other model's.
 """
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import NamedTuple, Self
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from rib.features.dataset import Batch, FeatureSet, SplitData
 from rib.models.base import only_products
 from rib.models.network import NextItemNetwork
 from rib.models.networks import build_network
-from rib.schema import FEATURES, OOV
+from rib.schema import FEATURES, OOV, VISITS
 
 
 @dataclass
@@ -44,6 +44,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     validation: dict = field(default_factory=dict)  # the best epoch's validation figures
+    untrained: dict = field(default_factory=dict)  # the validation figures at initialization (epoch 0)
+    initial_state: dict = field(default_factory=dict)  # the weights at initialization
     optimizer_state: dict = field(default_factory=dict)  # the optimizer as it was after the best epoch
     train_seconds: float = 0.0
     micro_behaviors_per_second: float = 0.0
@@ -84,27 +86,53 @@ def training_windows(data: SplitData, window: int) -> tuple[np.ndarray, np.ndarr
     return starts, ends, first_trained
 
 
+class Windows(NamedTuple):
+    """A mini-batch of training windows, on the training device."""
+
+    x: torch.Tensor  # (B, T, F) ids
+    target_mask: torch.Tensor  # (B, T) bool: the prefix ending at t predicts a target
+    targets: torch.Tensor  # (N,) the targets in row-major order
+    priors: torch.Tensor | None  # (N,) the session neighbourhood's probability of each target
+    held: torch.Tensor | None  # (N,) bool: the target's session is held out for the mixture's gates
+    n_micro: int  # real micro-behaviors in the batch
+
+
+def held_out_sessions(n_sessions: int, share: float, seed: int) -> np.ndarray:
+    """(n_sessions,) bool: a seeded random `share` of the training sessions."""
+    return np.random.default_rng([seed, 7919]).random(n_sessions) < share
+
+
 class WindowLoader:
     """Gathers padded training windows by index from the split's arrays (memory-mapped: a batch
     reads only its own windows, so a rank of a distributed run never copies the whole split)."""
 
     def __init__(
-        self, data: SplitData, window: int, device: torch.device, target_prior: np.ndarray | None = None
+        self,
+        data: SplitData,
+        window: int,
+        device: torch.device,
+        target_prior: np.ndarray | None = None,
+        held_sessions: np.ndarray | None = None,
     ) -> None:
         """`target_prior` (one float per micro-behavior of the split): the session neighbourhood's
         probability of that micro-behavior's SKU as the next product after its input, where it
-        is a target; gathered with each target (for a network with `neighbors`)."""
+        is a target; gathered with each target (for a network with `neighbors`). `held_sessions`
+        (one bool per session): sessions whose targets train only the mixture's gates."""
         self.data, self.device = data, device
         self.width = window + 1  # a window holds up to `window` inputs and the target after them
         self.prior = target_prior
         self.starts, self.ends, self.first_trained = training_windows(data, window)
         self.n_micro_behaviors = int((self.ends - self.starts).sum())
+        self.held = None
+        if held_sessions is not None:  # each window's session: the last offset at or before its start
+            session = np.searchsorted(np.asarray(data.session_offsets), self.starts, side="right") - 1
+            self.held = np.asarray(held_sessions)[session]
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def gather(self, index: np.ndarray):
-        """(x (B, T, F), target_mask (B, T), targets (N,), their priors (N,) or None, real micro-behaviors)."""
+    def gather(self, index: np.ndarray) -> Windows:
+        """The windows `index`, padded to one width."""
         start, end = self.starts[index], self.ends[index]
         # On CUDA a fixed width keeps one shape per batch; on CPU padding costs compute.
         width = self.width if self.device.type == "cuda" else int((end - start).max(initial=1))
@@ -125,16 +153,20 @@ class WindowLoader:
         )
         targets = sku[:, 1:][target_mask[:, :-1]]
         priors = None if self.prior is None else self.prior[position[:, 1:][target_mask[:, :-1]]]
+        held = None
+        if self.held is not None:  # (N,) each target's window's flag
+            held = np.broadcast_to(self.held[index][:, None], target_mask.shape)[:, :-1][target_mask[:, :-1]]
 
         def device(a: np.ndarray, dtype=torch.int64) -> torch.Tensor:
             tensor = torch.as_tensor(np.ascontiguousarray(a)).to(dtype)
             return tensor.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else tensor
 
-        return (
+        return Windows(
             device(x),
             device(target_mask, torch.bool),
             device(targets),
             None if priors is None else device(priors, torch.float32),
+            None if held is None else device(held, torch.bool),
             int(real.sum()),
         )
 
@@ -211,10 +243,13 @@ def _silent(message: str) -> None:
     pass
 
 
+def selection_figure(figures: dict, k: int) -> float:
+    """What picks the epoch (and what `rib tune` maximises): validation Recall@k + MRR@k."""
+    return figures[f"recall@{k}"] + figures[f"mrr@{k}"]
+
+
 def _better(new: dict, best: dict | None, k: int) -> bool:
-    if best is None:
-        return True
-    return (new[f"recall@{k}"], new[f"mrr@{k}"]) > (best[f"recall@{k}"], best[f"mrr@{k}"])
+    return best is None or selection_figure(new, k) > selection_figure(best, k)
 
 
 def train_network(
@@ -264,7 +299,10 @@ def train_network(
         train = features.train
         prior = np.zeros(len(train.sku), np.float32)
         prior[np.asarray(train.example_end)] = neighbors.target_probabilities(train, own_sessions=True)
-    loader = WindowLoader(features.train, features.max_len, device, prior)
+    held = None
+    if model.repeat and getattr(model_config, "gate_holdout", 0.0) > 0:
+        held = held_out_sessions(features.train.n_sessions, model_config.gate_holdout, config.seed)
+    loader = WindowLoader(features.train, features.max_len, device, prior, held)
     sampler = None
     if config.sampled_softmax:
         from rib.models.baselines import visit_counts
@@ -293,10 +331,21 @@ def train_network(
         best_validation, stale = progress["best_validation"], progress["stale"]
         result.best_epoch = progress["best_epoch"]
         result.history, total_micro, total_seconds = progress["history"], progress["micro"], progress["seconds"]
+        result.untrained, result.initial_state = progress["untrained"], progress["initial_state"]
         first_epoch = progress["epoch"] + 1
         log(f"resumed after epoch {progress['epoch']} from {progress_dir}")
         if stale >= config.patience:  # it was killed between its last epoch and its end
             first_epoch = config.epochs + 1
+    else:  # where training starts from: what the parts that are not learned give (train.epochs 0 keeps it)
+        result.initial_state = copy.deepcopy(model.state_dict())
+        result.untrained = validation_figures(model, features, evaluation, config, neighbors)
+        log(
+            f"epoch 0 (untrained): validation recall@{k} {result.untrained[f'recall@{k}']:.4f} "
+            f"mrr@{k} {result.untrained[f'mrr@{k}']:.4f}"
+        )
+        if config.epochs == 0:
+            best_state, best_optimizer = result.initial_state, copy.deepcopy(optimizer.state_dict())
+            best_validation = result.untrained
     for epoch in range(first_epoch, config.epochs + 1):
         epoch_loss, epoch_micro, seconds = train_epoch(
             trained, loader, optimizer, config, generator, f"epoch {epoch}", sampler=sampler
@@ -341,6 +390,8 @@ def train_network(
                     "best_epoch": result.best_epoch,
                     "stale": stale,
                     "history": result.history,
+                    "untrained": result.untrained,
+                    "initial_state": result.initial_state,
                     "micro": total_micro,
                     "seconds": total_seconds,
                 },
@@ -406,8 +457,8 @@ class DistributedObjective(torch.nn.Module):
         super().__init__()
         self.network = network
 
-    def forward(self, x, target_mask, targets, priors, sampler, options) -> torch.Tensor:
-        return self.network.loss(x, target_mask, targets, priors, sampler=sampler, reduction="sum", **options)
+    def forward(self, x, target_mask, targets, priors, held, sampler, options) -> torch.Tensor:
+        return self.network.loss(x, target_mask, targets, priors, held, sampler=sampler, reduction="sum", **options)
 
 
 def world_size(model: torch.nn.Module) -> int:
@@ -448,15 +499,15 @@ def train_epoch(
     total_loss, total_micro, n_batches = torch.zeros((), device=device), 0, 0
     for first in progress:
         rows = np.array_split(order[first : first + config.batch_size], world)[rank]
-        x, target_mask, targets, priors, n_micro = loader.gather(rows)
+        x, target_mask, targets, priors, held, n_micro = loader.gather(rows)
         options = {"chunk": chunk, "compute_dtype": torch.bfloat16 if use_bf16 else None, "compile": compile_loss}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             if world == 1:
-                loss = network.loss(x, target_mask, targets, priors, sampler=sampler, **options)
+                loss = network.loss(x, target_mask, targets, priors, held, sampler=sampler, **options)
             else:  # through the DDP wrapper (its forward prepares the gradient averaging)
                 count = torch.tensor([float(len(targets))], device=device)
                 torch.distributed.all_reduce(count)
-                loss = model(x, target_mask, targets, priors, sampler, options) * world / count.clamp_min(1)[0]
+                loss = model(x, target_mask, targets, priors, held, sampler, options) * world / count.clamp_min(1)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -527,7 +578,9 @@ class NetworkRecommender:
         if getattr(model_config, "neighbors", False) and getattr(model_config, "repeat", False):
             from rib.models.baselines import VSessionKNN
 
-            self.neighbors = VSessionKNN(self.evaluation).fit(features)  # its k chosen on validation
+            self.neighbors = VSessionKNN(self.evaluation)
+            self.neighbors.visits = model_config.variant == VISITS  # the votes read what the network reads
+            self.neighbors.fit(features)  # its k chosen on validation
         self.result = train_network(
             features,
             model_config,

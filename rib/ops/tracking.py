@@ -69,6 +69,14 @@ def log_training(record: dict, data_version: str, checkpoint_dir: str | Path | N
         {f"test_{k.replace('@', '_at_')}": float(v) for k, v in record["test"].items() if not isinstance(v, str)}
         | {"best_epoch": record["best_epoch"], "micro_behaviors_per_second": record["micro_behaviors_per_second"]}
     )
+    for split, figures in record.get("untrained", {}).items():  # the mixture at its initialization (epoch 0)
+        mlflow.log_metrics(
+            {
+                f"untrained_{split}_{k.replace('@', '_at_')}": float(v)
+                for k, v in figures.items()
+                if not isinstance(v, str)
+            }
+        )
     from rib.insight.plots import training_curve
 
     k = next(int(key.split("@")[1]) for key in record["test"] if key.startswith("recall@"))
