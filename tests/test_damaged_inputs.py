@@ -150,10 +150,18 @@ CASES = [
     Case("jd_utf8_bom", "jd", text("jd.txt", "\ufeff" + jd_line() + jd_line(sku=2000)), read=8, kept=8),
     Case("jd_crlf", "jd", text("jd.txt", (jd_line() + jd_line(sku=2000)).replace("\n", "\r\n")), read=8, kept=8),
     Case("jd_empty_file", "jd", text("jd.txt", ""), error="jd.txt"),
+    Case("jd_superscript_digit_in_dwell", "jd", text("jd.txt", jd_line() + "1005+5+7+10+3\u00b2 " + jd_line(sku=2000)),
+         read=9, kept=8, reasons={"non_numeric_field": 1}),
     # Canonical Parquet
     Case("parquet_wrong_column_types", "canonical", canonical("c.parquet", pa.table(
         {"session_id": ["a", "a"], "sku": ["p1", "p2"], "activity": ["five", "nine"], "dwell_seconds": [1.0, 2.0],
          "category": ["c", "c"], "time_interval_seconds": [0.0, 0.0]})), error="c.parquet"),
+    Case("parquet_non_finite_dwell_and_interval", "canonical", canonical("c.parquet", pa.table(
+        {"session_id": ["a"] * 6, "position": list(range(6)), "sku": ["p1", "p2", "p3", "p4", "p5", "p6"],
+         "activity": pa.array([5] * 6, pa.int8()),
+         "dwell_seconds": [1.0, float("nan"), float("inf"), float("-inf"), 2.0, 3.0], "category": ["c"] * 6,
+         "time_interval_seconds": [0.0, 0.0, 0.0, 0.0, float("nan"), 0.0]})), read=6, kept=2,
+         reasons={"non_finite_dwell": 3, "non_finite_time_interval": 1}),
     Case("parquet_corrupted_footer", "canonical", canonical("c.parquet", damage=cut_footer), error="c.parquet"),
     Case("parquet_that_is_text", "canonical", text("c.parquet", "session_id,sku\na,p1\n"), error="c.parquet"),
     # Files

@@ -52,7 +52,9 @@ def read_canonical(inputs: list, table_path: Path, quarantine_path: Path):
                  WHEN sku IS NULL THEN 'missing_item'
                  WHEN activity IS NULL OR activity NOT BETWEEN 1 AND 10 THEN 'activity_out_of_range'
                  WHEN dwell_seconds IS NULL THEN 'missing_dwell'
+                 WHEN NOT isfinite(dwell_seconds::DOUBLE) THEN 'non_finite_dwell'
                  WHEN dwell_seconds < 0 THEN 'negative_dwell'
+                 WHEN NOT isfinite(time_interval_seconds::DOUBLE) THEN 'non_finite_time_interval'
                  WHEN time_interval_seconds < 0 THEN 'negative_time_interval'
                END AS reason
         FROM rows

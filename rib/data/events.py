@@ -330,6 +330,7 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
             WHEN {needs_timestamp} AND ts IS NULL THEN 'bad_timestamp'
             WHEN {has["dwell"]} AND dwell_raw IS NULL THEN 'missing_dwell'
             WHEN {has["dwell"]} AND dwell IS NULL THEN 'non_numeric_field'
+            WHEN {has["dwell"]} AND NOT isfinite(dwell) THEN 'non_finite_dwell'
             WHEN {has["dwell"]} AND dwell < 0 THEN 'negative_dwell'
           END AS reason
         FROM events e LEFT JOIN mapping m USING (event_type)
@@ -347,6 +348,7 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
                    WHEN 'excluded_event_type' THEN 'event type ' || event_type || ' is excluded by the config'
                    WHEN 'bad_timestamp' THEN 'cannot parse timestamp ' || timestamp_raw
                    WHEN 'negative_dwell' THEN 'dwell=' || dwell_raw
+                   WHEN 'non_finite_dwell' THEN 'dwell=' || dwell_raw
                    WHEN 'non_numeric_field' THEN 'dwell=' || dwell_raw
                    ELSE reason END AS detail,
                  concat_ws(',', user_id, session_raw, timestamp_raw, sku, event_type, dwell_raw, category) AS raw

@@ -21,6 +21,11 @@ from rib.schema import MICRO_BEHAVIOR_SCHEMA, QUARANTINE_SCHEMA
 FIELDS = ("sku", "behavior_type", "category", "time_interval", "dwell_time")
 
 
+def is_ascii_digits(text: str) -> bool:
+    """0-9 only: str.isdigit() also accepts superscripts ('²') and other digits float() cannot read."""
+    return text.isascii() and text.isdigit()
+
+
 def classify_bad_token(parts: list[str]) -> tuple[str, str]:
     """Return (reason, detail) for a token that failed the fast check."""
     if len(parts) != len(FIELDS):
@@ -29,13 +34,13 @@ def classify_bad_token(parts: list[str]) -> tuple[str, str]:
     dwell = values["dwell_time"]
     if dwell == "":
         return "missing_dwell", "dwell_time is empty"
-    if dwell.startswith("-") and dwell[1:].isdigit():
+    if dwell.startswith("-") and is_ascii_digits(dwell[1:]):
         return "negative_dwell", f"dwell_time={dwell}"
     interval = values["time_interval"]
-    if interval.startswith("-") and interval[1:].isdigit():
+    if interval.startswith("-") and is_ascii_digits(interval[1:]):
         return "negative_time_interval", f"time_interval={interval}"
     for name, value in values.items():
-        if not value.isdigit():
+        if not is_ascii_digits(value):
             return "non_numeric_field", f"{name}={value!r}"
     return "activity_out_of_range", f"behavior_type={values['behavior_type']} is not in 1..10"
 
@@ -90,7 +95,7 @@ def _read_line(path, stem, line_number, line, table, quarantine, counts, reasons
     for token_index, token in enumerate(tokens):
         counts["read"] += 1
         parts = token.split("+")
-        if len(parts) == 5 and all(part.isdigit() for part in parts) and 1 <= int(parts[1]) <= 10:
+        if len(parts) == 5 and all(is_ascii_digits(part) for part in parts) and 1 <= int(parts[1]) <= 10:
             sku, activity, category, interval, dwell = parts
             table.append_row(
                 session_id, None, position, sku, category, int(activity), float(dwell), float(interval), None
