@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export PYTHONHASHSEED := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test lint format dev mlflow mlflow-server serve serve-rib bench bench-models clean FORCE
+.PHONY: install run test lint format dev mlflow mlflow-server serve serve-mlflow bench bench-models clean FORCE
 
 install: $(STAMP)
 
@@ -63,12 +63,14 @@ MLFLOW_ARTIFACTS ?= $(CURDIR)/mlartifacts
 mlflow-server: install
 	$(BIN)/mlflow server --backend-store-uri $(MLFLOW_BACKEND) --artifacts-destination $(MLFLOW_ARTIFACTS) --host 127.0.0.1 --port 5000 --workers 2
 
-# Serve the registered champion on 127.0.0.1:5001 (POST /invocations, see README).
+# Serve the registered champion on 127.0.0.1:5001 (POST /invocations, see README): `rib serve`, the
+# registered pyfunc behind uvicorn with micro-batching (settings in `serving:` of params.yaml).
 serve: install
-	MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(BIN)/mlflow models serve -m models:/rib@champion --env-manager local -h 127.0.0.1 -p 5001 -w 1
-
-serve-rib: install    # the same pyfunc behind `rib serve` (uvicorn, micro-batching) on 127.0.0.1:5002
 	MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(BIN)/rib serve
+
+# The same champion under MLflow's own server (the reference; slower: README) on 127.0.0.1:5002.
+serve-mlflow: install
+	MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(BIN)/mlflow models serve -m models:/rib@champion --env-manager local -h 127.0.0.1 -p 5002 -w 2
 
 bench: install
 	$(BIN)/python benchmarks/features_10m.py

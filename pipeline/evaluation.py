@@ -10,19 +10,58 @@ from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
 from pipeline.training import word2vec_embeddings
 
 
+def comparison_table(document: dict) -> MetadataValue:
+    """The comparison as a Dagster table, shown in the asset's page as it is (figures to 4 decimals;
+    comparison.json and MLflow keep full precision)."""
+    from dagster import TableColumn, TableRecord, TableSchema
+
+    from rib.evaluation.comparison import difference_text
+
+    k = document["k"]
+    columns = ["model", "input", f"Recall@{k}", "Δ Recall vs best baseline", f"MRR@{k}", "Δ MRR vs best baseline"]
+    columns += ["Δ MRR vs Visits", "Δ MRR vs SKU", "n test"]
+    records = [
+        TableRecord(
+            dict(
+                zip(
+                    columns,
+                    [
+                        r["model"],
+                        r["variant_name"],
+                        round(r[f"recall@{k}"], 4),
+                        difference_text(r, f"recall@{k}_vs_best_baseline"),
+                        round(r[f"mrr@{k}"], 4),
+                        difference_text(r, f"mrr@{k}_vs_best_baseline"),
+                        difference_text(r, f"mrr@{k}_vs_visits"),
+                        difference_text(r, f"mrr@{k}_vs_sku"),
+                        r["n_test"],
+                    ],
+                    strict=True,
+                )
+            )
+        )
+        for r in document["results"]
+    ]
+    types = {f"Recall@{k}": "float", f"MRR@{k}": "float", "n test": "int"}
+    schema = TableSchema(columns=[TableColumn(name, types.get(name, "string")) for name in columns])
+    return MetadataValue.table(records, schema)
+
+
 def comparison_metadata(document: dict, path) -> dict:
     from rib.evaluation.comparison import comparison_markdown
 
     k = document["k"]
     metadata = {
+        "comparison": comparison_table(document),
+        "data": ("SYNTHETIC " if document["synthetic"] else "real ") + f"({document['data']})",
         "path": MetadataValue.path(str(path)),
-        "table": MetadataValue.md(comparison_markdown(document)),
+        "table": MetadataValue.md(comparison_markdown(document)),  # with the protocol and the per-fold columns
         "synthetic": document["synthetic"],
     }
     for row in document["results"]:
         name = row["model"] + (f" {row['variant']}" if row["variant"] else "")
-        metadata[f"{name} recall@{k}"] = row[f"recall@{k}"]
-        metadata[f"{name} mrr@{k}"] = row[f"mrr@{k}"]
+        metadata[f"{name} recall@{k}"] = round(row[f"recall@{k}"], 4)
+        metadata[f"{name} mrr@{k}"] = round(row[f"mrr@{k}"], 4)
     return metadata
 
 
@@ -59,8 +98,7 @@ def model_comparison_asset(trained: Sequence[AssetsDefinition]) -> AssetsDefinit
         dvc_versioning.record("comparison")
         files = [paths.comparison / COMPARISON_JSON, paths.comparison / COMPARISON_MD]
         log_files(mlflow_tracking.config(), "comparison", ingest_report(paths)["data_version"], files)
-        metadata = comparison_metadata(document, paths.comparison / COMPARISON_JSON)
-        return MaterializeResult(metadata=metadata | {"results": MetadataValue.json(document["results"])})
+        return MaterializeResult(metadata=comparison_metadata(document, paths.comparison / COMPARISON_JSON))
 
     return model_comparison
 

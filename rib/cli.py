@@ -19,11 +19,20 @@ from rib.schema import VARIANTS
 MODELS = list(steps.LEARNED_MODELS)
 
 
+# Commands that need the project's params file (its experiment, or a file to write); the others run
+# on the defaults of rib/config.py where no file is named and params.yaml is absent.
+NEEDS_PARAMS_FILE = {"stage", "tune", "explain"}
+
+
+def _load(args: argparse.Namespace):
+    return load_params(args.params, required=args.command in NEEDS_PARAMS_FILE)
+
+
 def _setup(args: argparse.Namespace):
     """(params, artifact paths) for a command: params.yaml, with the folders its arguments name."""
     from rib.artifacts import ArtifactPaths
 
-    params = load_params(args.params)
+    params = _load(args)
     folders = {name: getattr(args, name) for name in ("ingest", "features", "word2vec") if getattr(args, name, None)}
     return params, ArtifactPaths.under(params.artifacts_dir).replace(**folders)
 
@@ -33,13 +42,13 @@ def _print(document: object) -> None:
 
 
 def _cmd_params(args: argparse.Namespace) -> None:
-    print(yaml.safe_dump(params_as_dict(load_params(args.params)), sort_keys=False), end="")
+    print(yaml.safe_dump(params_as_dict(_load(args)), sort_keys=False), end="")
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
     from rib.data.synthetic import generate
 
-    params = load_params(args.params)
+    params = _load(args)
     overrides = {k: v for k, v in (("n_sessions", args.n_sessions), ("seed", args.seed)) if v is not None}
     out = Path(args.out or params.data.inputs[0])
     _print({"out": str(out), **generate(dataclasses.replace(params.synthetic, **overrides), out)})
@@ -129,7 +138,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from rib.ops.registry import CHAMPION
     from rib.ops.serve import serve
 
-    params = load_params(args.params)
+    params = _load(args)
     overrides = {name: getattr(args, name) for name in ("model_uri", "host", "port") if getattr(args, name)}
     config = dataclasses.replace(params.serving, **overrides)
     config.model_uri = config.model_uri or f"models:/{params.registry.model_name}@{CHAMPION}"
@@ -139,7 +148,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 def _cmd_benchmark(args: argparse.Namespace) -> None:
     from rib.evaluation.comparison import comparison_markdown
 
-    params = load_params(args.params)
+    params = _load(args)
     data = dataclasses.replace(params.data, format=args.format, inputs=args.inputs, events_config=args.config)
     experiment = params.experiment
     chosen = args.models or [*experiment.baselines, *experiment.models]
@@ -162,7 +171,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     from rib.ops.tracking import TrackingConfig
     from rib.tuning import tune, tuned_key, write_tuned
 
-    params = load_params(args.params)
+    params = _load(args)
     paths = ArtifactPaths.under(params.artifacts_dir)
     if args.inputs:  # tune on these logs: ingest, features and word2vec under --out first
         data = dataclasses.replace(params.data, format=args.format, inputs=args.inputs, events_config=args.config)
@@ -182,7 +191,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
 
 def _cmd_stage(args: argparse.Namespace) -> None:
     """One pipeline step, as dvc.yaml runs it: the same function the Dagster asset calls."""
-    params = load_params(args.params)
+    params = _load(args)
     options = {"model": args.model, "variant": args.variant} if args.name == "train" else {}
     steps.STAGES[args.name](params, steps.artifact_paths(params), **options)
     print(f"rib stage {args.name}: done")

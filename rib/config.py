@@ -265,7 +265,7 @@ class ServingConfig:
 
     model_uri: str | None = None  # default: the registry's champion, models:/<registry.model_name>@champion
     host: str = "127.0.0.1"
-    port: int = 5002  # beside `make serve` (mlflow models serve) on 5001
+    port: int = 5001  # `make serve`; MLflow's own server (`make serve-mlflow`) beside it on 5002
     max_batch: int = 64  # sessions answered by one forward pass, at most
     max_body_bytes: int = 8_000_000  # a larger request is answered 413
     torch_threads: int = 1  # per server process; run one process per core behind a balancer to scale
@@ -323,13 +323,21 @@ def default_params_path() -> Path:
     return Path(os.environ.get(PARAMS_ENV) or "params.yaml")
 
 
-def load_params(path: str | Path | None = None) -> Params:
-    """Read a params file over the defaults above; anything unknown or mistyped is an error."""
+def load_params(path: str | Path | None = None, required: bool = True) -> Params:
+    """Read a params file over the defaults above; anything unknown or mistyped is an error.
+    `required` False: where no file is named (no `path`, no $RIB_PARAMS) and params.yaml is absent
+    (a command run outside a project folder), the defaults, with nothing in `experiment`."""
     import yaml  # here: the training path imports this module with torch and numpy alone
 
+    named = path is not None or bool(os.environ.get(PARAMS_ENV))
     path = Path(path) if path is not None else default_params_path()
     if not path.is_file():
-        raise ParamsError(f"{path}: params file not found")
+        if not required and not named:
+            return Params(experiment=ExperimentConfig(models=[], variants=[]))
+        raise ParamsError(
+            f"{path}: params file not found; run rib from the project folder (where params.yaml is), "
+            f"or name one with --params FILE or ${PARAMS_ENV}"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:

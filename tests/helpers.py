@@ -1,11 +1,15 @@
 """Small canonical tables with known answers, written by the tests themselves."""
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rib.schema import MICRO_BEHAVIOR_SCHEMA
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_canonical(path: Path, sessions: dict[str, list[tuple]], synthetic: bool = False) -> Path:
@@ -39,3 +43,22 @@ def ingest(format: str, inputs: list, out_dir, config=None):
     from rib.data.ingest import ingest_logs
 
     return ingest_logs(DataConfig(format=format, inputs=[str(p) for p in inputs], events_config=config), out_dir)
+
+
+def copy_of_repository(tmp_path: Path) -> Path:
+    """The working tree's tracked and untracked-not-ignored files, as a fresh git repository."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    clone = tmp_path / "clone"
+    for name in files:
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, clone / name)
+    for command in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"],
+    ):
+        subprocess.run(["git", *command], cwd=clone, check=True)
+    return clone

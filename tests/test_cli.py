@@ -63,3 +63,29 @@ def test_benchmark_over_folds_with_a_trained_model(tmp_path, capsys):
     for name in ("ranks.npz", "untrained_ranks.npz"):
         assert (tmp_path / "b" / "fold1" / "seed0" / "models" / "RIB-sku" / name).exists()
     assert "fold 1" in capsys.readouterr().out
+
+
+def test_outside_a_project_folder_only_commands_that_need_its_settings_ask_for_them(tmp_path):
+    """No params.yaml here and none named: ingest and features run on the defaults; a pipeline stage
+    says which file it needs and how to name one."""
+    import os
+
+    from helpers import write_canonical
+
+    env = {k: v for k, v in os.environ.items() if k != "RIB_PARAMS"}
+    data = write_canonical(
+        tmp_path / "mb.parquet", {f"s{i}": [("p1", 5, 3), ("p2", 9, 4), ("p3", 5, 1)] for i in range(30)}
+    )
+
+    def rib(*argv):
+        return subprocess.run(
+            [sys.executable, "-m", "rib.cli", *argv], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+
+    assert rib("ingest", "--format", "canonical", "--out", "ingest", str(data)).returncode == 0
+    built = rib("features", "--ingest", "ingest", "--out", "features")
+    assert built.returncode == 0, built.stderr
+    assert json.loads(built.stdout)["train"]["sessions"] > 0
+    stage = rib("stage", "features")
+    assert stage.returncode == 2 and "Traceback" not in stage.stderr
+    assert "params.yaml: params file not found" in stage.stderr and "--params FILE" in stage.stderr

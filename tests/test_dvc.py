@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from helpers import copy_of_repository
 
 from pipeline.definitions import defs
 
@@ -146,25 +147,6 @@ def test_the_dependency_check_fails_on_a_removed_dependency():
     without = [dep for dep in deps if dep != "rib/evaluation"]
     assert missing_deps("train", without) == {"rib/evaluation/metrics.py"}  # early stopping's metrics
     assert missing_deps("train", [d for d in deps if d != "rib/models"]) >= {"rib/models/train.py", "rib/models/rib.py"}
-
-
-def copy_of_repository(tmp_path: Path) -> Path:
-    """The working tree's tracked and untracked-not-ignored files, as a fresh git repository."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    clone = tmp_path / "clone"
-    for name in files:
-        if (REPO / name).is_file():
-            (clone / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, clone / name)
-    for command in (
-        ["init", "-q"],
-        ["add", "-A"],
-        ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"],
-    ):
-        subprocess.run(["git", *command], cwd=clone, check=True)
-    return clone
 
 
 def test_a_dagster_run_leaves_dvc_with_nothing_to_do(tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 from dagster import DagsterInstance, materialize
-from helpers import write_canonical
+from helpers import copy_of_repository, write_canonical
 
 from pipeline.definitions import build_definitions, defs
 from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
@@ -113,11 +113,19 @@ def test_materialize_the_whole_graph_in_process(pipeline_run):
     comparison = json.loads((tmp_path / "artifacts" / "comparison" / "comparison.json").read_text())
     assert comparison["synthetic"] is True
     rows = {(r["model"], r["variant"]) for r in comparison["results"]}
-    assert {model for model, _ in rows} == set(params.experiment.baselines) | set(EXPERIMENT.models)
-    assert len(rows) == len(params.experiment.baselines) + N_TRAINED
+    untrained = {"RIB-untrained"}  # every RIB training also ranks with its mixture at initialization
+    assert {model for model, _ in rows} == set(params.experiment.baselines) | set(EXPERIMENT.models) | untrained
+    assert len(rows) == len(params.experiment.baselines) + 2 * N_TRAINED
     assert all(r["n_test"] > 0 and 0 <= r["recall@20"] <= 1 for r in comparison["results"])
-    table = result.asset_materializations_for_node("model_comparison")[0].metadata["table"].value
-    assert "SYNTHETIC" in table and "SKU+Micro-behaviors" in table
+    metadata = result.asset_materializations_for_node("model_comparison")[0].metadata
+    assert "SYNTHETIC" in metadata["table"].value and "SKU+Micro-behaviors" in metadata["table"].value
+    # The table a user sees first in the Dagster UI: every row, figures to 4 decimals.
+    records = metadata["comparison"].value.records
+    assert len(records) == len(rows) and "SYNTHETIC" in metadata["data"].value
+    for record in records:
+        figure = record.data["Recall@20"]
+        assert figure == round(figure, 4) and len(repr(figure)) <= 6
+    assert all(v.value == round(v.value, 4) for key, v in metadata.items() if key.endswith(("recall@20", "mrr@20")))
     assert (tmp_path / "artifacts" / "models" / "RIB-sku_micro" / "weights.npz").exists()
 
 
@@ -225,6 +233,13 @@ def test_champion_alias_moves_only_on_improvement(pipeline_run):
     value = json.loads((checkpoint / "metrics.json").read_text())["test"]["recall@20"]
     client = MlflowClient(tracking_uri=tracking.tracking_uri)
     version = first["version"].value
+    # The registry says what the model is, and each version what it was trained on and how it tests.
+    assert "micro-behaviors" in client.get_registered_model("rib").description
+    assert "/invocations" in client.get_registered_model("rib").description
+    described = client.get_model_version("rib", str(version)).description
+    record = json.loads((checkpoint / "metrics.json").read_text())
+    assert "SKU+Micro-behaviors" in described and f"n = {record['test']['n']}" in described
+    assert f"recall@20 {value:.4f}" in described and first["model"].value in client.get_registered_model("rib").name
 
     worse = register_model(
         checkpoint,
@@ -516,3 +531,28 @@ def test_a_model_failing_a_gate_is_not_registered_and_the_champion_stays(pipelin
     )
     assert refused["registered"] is False and "not_below_baseline" in refused["reason"]
     assert client.get_model_version_by_alias("rib", "champion").version == champion
+
+
+def test_the_data_gates_run_in_a_step_started_with_python_m(tmp_path):
+    """`python -m dagster` (the module form of what `make run` runs) leaves the step's `__main__`
+    without a file: importing Great Expectations (and with it pyspark's Spark Connect check) must
+    not end the step (it did: SystemExit 0 at raw_expectations)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    clone = copy_of_repository(tmp_path)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(clone / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(clone), "DVC_NO_ANALYTICS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("RIB_PARAMS", None)
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipeline.definitions"]
+    run = subprocess.run(
+        [*command, "--select", "raw_micro_behaviors"], cwd=clone, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "SystemExit" not in run.stderr and "Skipping doctests" not in run.stderr
+    assert "raw_critical_expectations" in run.stderr and "RUN_SUCCESS" in run.stderr

@@ -79,3 +79,16 @@ def test_run_writes_tables_and_labelled_figures(tmp_path):
     for path in document["figures"].values():
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "out" / "section3.json").exists()
+
+
+def test_the_case_study_heatmap_says_its_colour_is_the_attention_weight():
+    import matplotlib.pyplot as plt
+
+    from rib.insight.explain import HEATMAP_SCALE, heatmap_figure
+
+    explanation = {"sku": {"attention": [0.2, 0.8], "rank": 3}, "sku_micro": {"attention": [0.6, 0.4], "rank": None}}
+    fig = heatmap_figure(explanation, ["p1 a5 d2", "p2 a9 d3"], "next product p3")
+    colorbar = fig.axes[-1]
+    assert colorbar.get_ylabel() == HEATMAP_SCALE and "attention weight" in HEATMAP_SCALE
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["SKU (rank 3)", "SKU+Micro-behaviors (rank miss)"]
+    plt.close(fig)

@@ -47,7 +47,20 @@ def case_study_sessions(features: FeatureSet, count: int = 3) -> list[int]:
     return [int(i) for i in order[:count]]
 
 
+HEATMAP_SCALE = "attention weight (each row sums to 1)"
+
+
 def heatmap_png(explanation: dict, labels: list[str], path: str | Path, title: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig = heatmap_figure(explanation, labels, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def heatmap_figure(explanation: dict, labels: list[str], title: str):
+    """Figure 8: rows are input variants, columns the input's micro-behaviors, colour the attention weight."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,11 +74,10 @@ def heatmap_png(explanation: dict, labels: list[str], path: str | Path, title: s
     rank_text = [f"{VARIANT_NAMES.get(v, v)} (rank {explanation[v]['rank'] or 'miss'})" for v in variants]
     ax.set_yticks(range(len(variants)), rank_text, fontsize=8)
     ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
+    colorbar.set_label(HEATMAP_SCALE, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return fig
 
 
 def write_case_study(features: FeatureSet, model_dirs: dict[str, str | Path], out_dir: str | Path) -> dict:

@@ -137,6 +137,11 @@ def build_report(paths: ArtifactPaths, k: int, title: str = "RIB run report") ->
             parts.append(f'<img alt="{escape(history_path.parent.name)}" src="{png_data_uri(figure)}">')
 
     parts.append(f"<h2>{SECTIONS[5]}</h2>")
+    parts.append(
+        "<p>Each heatmap: a row per input variant's RIB, a column per input micro-behavior (SKU, activity, "
+        "dwell bucket); the colour is the attention weight RIB puts on that micro-behavior (each row sums "
+        "to 1), the scale on the right.</p>"
+    )
     cases = _read(paths.case_study / "case_study.json")
     for case in (cases or {}).get("cases", []):
         parts.append(f"<h3>Test example {case['example']}: next product {escape(case['target'])}</h3>")

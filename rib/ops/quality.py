@@ -142,10 +142,32 @@ def prepare_features(features_dir: str | Path, root: str | Path) -> Path:
     return Path(root) / FEATURES_DB
 
 
+def import_great_expectations():
+    """great_expectations, imported whatever started this process.
+
+    Importing it imports pyspark's Spark Connect modules (where pyspark is installed, as it is for
+    the Spark engine), whose dependency check takes a `__main__` with neither a spec nor a file for a
+    doctest run and calls sys.exit(0): that is the `__main__` of a Dagster step under
+    `python -m dagster`, and of some notebooks and daemons. For the import only, such a `__main__`
+    gets `__file__ = None` (what the check looks for), then is left as it was."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    bare = main is not None and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__")
+    if bare:
+        main.__file__ = None
+    try:
+        import great_expectations
+    finally:
+        if bare:
+            del main.__file__
+    return great_expectations
+
+
 def validate(database: Path, table: str, suite_name: str, root: str | Path) -> dict:
     """Validate the DuckDB table `table` of `database` against expectations/<suite_name>.json on
     GX's SQL datasource; build Data Docs under root/gx."""
-    import great_expectations as gx
+    gx = import_great_expectations()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     root = Path(root)

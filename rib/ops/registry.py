@@ -130,6 +130,10 @@ def register_model(
     client = MlflowClient(tracking_uri=tracking.tracking_uri)
     tags = {"data_version": data_version, metric_key: str(value)}
     version = mlflow.register_model(info.model_uri, model_name, tags=tags)
+    client.update_registered_model(model_name, description=MODEL_DESCRIPTION.format(name=model_name))
+    record_file = Path(checkpoint_dir) / "metrics.json"
+    record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    client.update_model_version(model_name, version.version, description=version_description(record, data_version))
     champion = _champion(client, model_name)
     decision = {"model": model_name, "version": int(version.version), "run_id": run.info.run_id, metric: value}
     if champion is None:
@@ -151,6 +155,51 @@ def register_model(
         client.set_registered_model_alias(model_name, CHAMPION, version.version)
     decision.update(promoted=promote, reason=reason)
     return decision
+
+
+MODEL_DESCRIPTION = """RIB (Zhou et al., WSDM 2018): a session recommender over micro-behaviors (product, \
+activity, dwell). Input: one session, its micro-behaviors in order, each {{"sku", "activity" (1..10, \
+the paper's Table 1), "dwell" (seconds)}}; output: the top-k next products with their scores and the \
+attention weight of every input micro-behavior. The alias `champion` is the version to serve: it moves \
+only when a new version beats it on the test split of the same data.
+
+Call it: `rib serve` (or `make serve`), then
+curl -s 127.0.0.1:5001/invocations -H 'Content-Type: application/json' \\
+  -d '{{"dataframe_records": [{{"session": [{{"sku": "1000007", "activity": 5, "dwell": 30.0}}]}}], \\
+       "params": {{"k": 5}}}}'
+or in Python: mlflow.pyfunc.load_model("models:/{name}@champion").predict([{{"session": [...]}}], params={{"k": 5}})."""
+
+
+def version_description(record: dict, data_version: str) -> str:
+    """What one registered version is: the model and input variant, the data it was trained on, its
+    test figures with the number of targets behind them, and its training."""
+    from rib.schema import VARIANT_NAMES
+
+    lines = [
+        f"{record.get('model', 'RIB')} on {VARIANT_NAMES.get(record.get('variant'), record.get('variant'))} "
+        f"(variant {record.get('variant')}), trained on data version {data_version}."
+    ]
+    test = record.get("test")
+    if test:
+        figures = ", ".join(f"{key} {value:.4f}" for key, value in test.items() if "@" in key)
+        unseen = test.get("oov_targets", 0)
+        lines.append(f"Test ({test.get('targets', 'all')} targets, n = {test['n']}, {unseen} unseen): {figures}.")
+    if record.get("validation"):
+        best = record["validation"]
+        lines.append(
+            f"Best epoch {record.get('best_epoch')} on validation (n = {best['n']}): "
+            + ", ".join(f"{key} {value:.4f}" for key, value in best.items() if "@" in key)
+            + "."
+        )
+    untrained = (record.get("untrained") or {}).get("test")
+    if untrained:
+        lines.append(
+            "The same mixture untrained, test: "
+            + ", ".join(f"{key} {value:.4f}" for key, value in untrained.items() if "@" in key)
+            + "."
+        )
+    lines.append("Serve it with `rib serve` / `make serve`; the request format is in the model's description.")
+    return "\n".join(lines)
 
 
 def _champion(client, model_name: str):
