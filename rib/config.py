@@ -165,10 +165,12 @@ class RIBConfig(NetworkConfig):
     # for itself, the explore softmax grows confident on what the neighbourhood already covers and
     # takes the mixture's weight (validation falls with training; README: "Why RIB did not learn").
     explore_loss: float = 0.0
-    repeat_scorer: bool = (
-        True  # with repeat: its own scorer over the session's products (rib/models/repeat.py), not the attention
-    )
-    gate_holdout: float = 0.1  # with repeat: share of training sessions whose targets train the mixture's gates alone
+    # With repeat: the repeat part's own scorer over the session's products (rib/models/repeat.py),
+    # not the attention; the share of training sessions whose targets train the mixture's gates
+    # alone; whether the explore parts rank only products outside the session (RepeatNet's explore).
+    repeat_scorer: bool = True
+    gate_holdout: float = 0.1
+    explore_new_only: bool = False
     recency: bool = False  # a learned bias of the attention by distance to the prefix's end (recency)
     attention_inputs: bool = False  # the attention also reads each position's own input embeddings
 

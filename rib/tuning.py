@@ -14,7 +14,7 @@ Search spaces (the trial count is the same for every model: `--trials`):
                     batch_size {64, 128, 256}; dropout uniform [0, 0.5]
     RIB             hidden {50, 100, 200}; neighbors {on, off}; explore_loss {0, 0.25, 0.5, 1};
                     recency {on, off}; attention_inputs {on, off}; repeat_scorer {on, off};
-                    gate_holdout {0, 0.1, 0.2}  (d_sku etc. follow word2vec)
+                    gate_holdout {0, 0.1, 0.2}; explore_new_only {on, off}  (d_sku etc. follow word2vec)
     RIB-Attention   hidden {50, 100, 200}
     GRU4Rec, NARM   hidden {50, 100, 200}; d_sku {32, 64, 128}
     SASRec          d_sku {32, 64, 128}; blocks {1, 2, 3}; heads {1, 2}
@@ -49,6 +49,7 @@ def _rib(trial) -> dict:
         "attention_inputs": trial.suggest_categorical("attention_inputs", [True, False]),
         "repeat_scorer": trial.suggest_categorical("repeat_scorer", [True, False]),
         "gate_holdout": trial.suggest_categorical("gate_holdout", [0.0, 0.1, 0.2]),
+        "explore_new_only": trial.suggest_categorical("explore_new_only", [True, False]),
     }
 
 

@@ -258,3 +258,25 @@ def test_the_repeat_scorer_weighs_each_product_by_its_discounted_engagement():
                     expected = brute[sku[u]] / total if u == last else 0.0
                     assert float(weights[b, t, u]) == pytest.approx(expected, rel=1e-4, abs=1e-6)
                 assert torch.all(weights[b, t, t + 1 :] == 0)
+
+
+def test_the_explore_part_over_new_products_only_trains_what_it_scores():
+    """explore_new_only (RepeatNet's explore mode): the loss of every prefix target in one pass
+    equals minus the score of the target from that prefix run alone."""
+    torch.manual_seed(0)
+    model = RIB(RIBConfig(n_items=30, neighbors=False, explore_new_only=True, gate_holdout=0.0)).eval()
+    x = random_inputs(B=3, T=8, n_items=12)  # few products: targets inside and outside the prefix
+    mask = torch.zeros(3, 8, dtype=torch.bool)
+    mask[:, 2:7] = True
+    targets = x[:, 1:, 0][mask[:, :-1]]
+    with torch.no_grad():
+        loss = model.loss(x, mask, targets, reduction="sum")
+        alone = sum(
+            -float(model.score_all(x[b : b + 1, : t + 1], torch.tensor([t + 1]))[0, x[b, t + 1, 0]])
+            for b in range(3)
+            for t in range(8)
+            if mask[b, t]
+        )
+        assert float(loss) == pytest.approx(alone, rel=1e-5)
+        scores = model.score_all(x, torch.full((3,), 8))
+        assert torch.isfinite(scores[:, 2:]).all()  # every product: the input's by the repeat part, the rest by explore

@@ -186,9 +186,13 @@ class SessionKNN:
         votes[:, :FIRST_SKU_ID] = 0.0
         return votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-12)
 
-    def target_probabilities(self, data: SplitData, own_sessions: bool, batch_size: int = 2048) -> np.ndarray:
+    def target_probabilities(
+        self, data: SplitData, own_sessions: bool, outside_input: bool = False, batch_size: int = 2048
+    ) -> np.ndarray:
         """The probability `distribution` gives each example's target in `data` (N,); with
-        `own_sessions` (the training split itself) each input's own session is left out."""
+        `own_sessions` (the training split itself) each input's own session is left out; with
+        `outside_input`, the distribution over the products outside the input (renormalised; 0
+        for a target inside it)."""
         sizes = np.asarray(self.sessions.sum(axis=1)).ravel()  # (S,) products per session
         columns = self.sessions.tocsc()
         result = []
@@ -199,7 +203,14 @@ class SessionKNN:
             similarity = self.similarities(batch, own)  # (B, S)
             votes = np.asarray(columns[:, batch.target].multiply(similarity.T).sum(axis=0)).ravel()  # (B,)
             votes[batch.target < FIRST_SKU_ID] = 0.0
-            result.append(votes / np.maximum(similarity @ sizes, 1e-12))
+            total = similarity @ sizes  # (B,) every vote
+            if outside_input:  # the votes for the input's own products leave the total
+                products = self.query(batch).tocoo()  # (B, V): each input's products once
+                cast = np.asarray(columns[:, products.col].multiply(similarity[products.row].T).sum(axis=0)).ravel()
+                total = total - np.bincount(products.row, weights=cast, minlength=len(index))
+                inside = np.asarray(products.tocsr()[np.arange(len(index)), batch.target]).ravel() > 0
+                votes[inside] = 0.0
+            result.append(votes / np.maximum(total, 1e-12))
         return np.concatenate(result) if result else np.zeros(0)
 
     def save(self, path: Path) -> None:

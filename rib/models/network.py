@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from rib.config import NetworkConfig
 from rib.models.loss import NegativeSampler, linear_cross_entropy, sampled_cross_entropy
-from rib.schema import FEATURES, PAD, VARIANTS, VISITS
+from rib.schema import FEATURES, FIRST_SKU_ID, PAD, VARIANTS, VISITS
 
 
 def visits_only(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -43,6 +43,15 @@ def visits_only(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     visits = torch.zeros_like(x[:, :width])
     visits[..., 0] = torch.where(valid, sku.gather(1, order), PAD)
     return visits, order, valid
+
+
+def _in_prefix(rows: Tensor, last: Tensor) -> Tensor:
+    """(N, T) bool: position u of each row is the first occurrence of a real product within the
+    prefix ending at `last` (N,): every product of the prefix marked once."""
+    T = rows.shape[1]
+    steps = torch.arange(T, device=rows.device)
+    earlier = (rows[:, :, None] == rows[:, None, :]) & (steps[None, None, :] < steps[None, :, None])  # (N, u, v<u)
+    return (rows >= FIRST_SKU_ID) & ~earlier.any(dim=2) & (steps[None, :] <= last[:, None])
 
 
 def safe_log(prob: Tensor) -> Tensor:
@@ -88,6 +97,7 @@ class NextItemNetwork(nn.Module):
         self.repeat = bool(getattr(config, "repeat", False))
         self.neighbors = bool(getattr(config, "neighbors", False)) and self.repeat
         self.explore_loss = float(getattr(config, "explore_loss", 0.0)) if self.repeat else 0.0
+        self.explore_new = bool(getattr(config, "explore_new_only", False)) and self.repeat
         if self.repeat:  # w_r, b_r: λ = P(repeat a session product); with neighbours, two logits
             self.repeat_gate = nn.Linear(hidden, 2 if self.neighbors else 1)
         if getattr(config, "tied_output", False):
@@ -180,16 +190,25 @@ class NextItemNetwork(nn.Module):
         weights = self.repeat_weights(x, alpha).flatten(0, 1)[index].float()  # (N, T)
         parts = self.session_parts(rows, weights, targets, neighbor_prob)  # each (N,)
         gate = self.repeat_gate(o).float()  # (N, P)
+        explore_log_prob = -nll
+        if self.explore_new:  # the softmax over the products outside the prefix: renormalised, 0 inside
+            in_prefix = _in_prefix(rows, index % sku.shape[1])  # (N, T) each product of the prefix once
+            logit = lambda ids: (inputs[:, None, :] * weight[ids]).sum(-1).float() + bias[ids].float()  # noqa: E731
+            lse = nll + logit(targets[:, None])[:, 0]  # (N,)
+            inside = (torch.exp(logit(rows) - lse[:, None]) * in_prefix).sum(dim=1)  # (N,) its mass on the prefix
+            target_inside = (in_prefix & (rows == targets[:, None])).any(dim=1)
+            renormalised = -nll - torch.log1p(-inside.clamp(max=1 - 1e-6))
+            explore_log_prob = torch.where(target_inside, float("-inf"), renormalised)
         if held is None:
-            loss = reduce(-mixture_log_prob(gate, parts, -nll))
+            loss = reduce(-mixture_log_prob(gate, parts, explore_log_prob))
             explore = reduce(nll)
         else:
             # The gates weigh the parts by how well each does on sessions the rest never trained
             # on: learned on the training targets themselves, they would trust the explore softmax
             # by how well it recalls those very sessions (overfitting), not by how it generalises.
-            fitted = mixture_log_prob(gate.detach(), parts, -nll)
+            fitted = mixture_log_prob(gate.detach(), parts, explore_log_prob)
             gate_held = self.repeat_gate(o.detach()).float()
-            weighed = mixture_log_prob(gate_held, [p.detach() for p in parts], -nll.detach())
+            weighed = mixture_log_prob(gate_held, [p.detach() for p in parts], explore_log_prob.detach())
             loss = reduce(-torch.where(held, weighed, fitted))
             explore = reduce(torch.where(held, 0.0, nll))
         # The explore part also learns on its own: where a session part already covers a target,
@@ -220,6 +239,13 @@ class NextItemNetwork(nn.Module):
         weights = self.repeat_weights(x, alpha)[rows, last].float()  # (B, T)
         parts = self.session_parts(x[..., 0], weights, neighbor_prob=neighbor_prob)  # each (B, V)
         gate = self.repeat_gate(o).float()[:, None, :]  # (B, 1, P)
+        if self.explore_new:  # the explore parts rank only the products outside the input
+            inside = torch.zeros_like(logits, dtype=torch.bool).scatter(1, x[..., 0], True)
+            inside[:, :FIRST_SKU_ID] = False
+            logits = logits.masked_fill(inside, float("-inf"))
+            if self.neighbors:
+                outside = parts[1].masked_fill(inside, 0.0)
+                parts[1] = outside / outside.sum(dim=1, keepdim=True).clamp_min(1e-12)
         return mixture_log_prob(gate, parts, torch.log_softmax(logits, dim=1)), attention
 
     def score_all(self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None = None) -> Tensor:

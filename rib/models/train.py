@@ -298,7 +298,9 @@ def train_network(
     if model.neighbors:  # each training target's neighbourhood probability, its own session left out
         train = features.train
         prior = np.zeros(len(train.sku), np.float32)
-        prior[np.asarray(train.example_end)] = neighbors.target_probabilities(train, own_sessions=True)
+        prior[np.asarray(train.example_end)] = neighbors.target_probabilities(
+            train, own_sessions=True, outside_input=model.explore_new
+        )
     held = None
     if model.repeat and getattr(model_config, "gate_holdout", 0.0) > 0:
         held = held_out_sessions(features.train.n_sessions, model_config.gate_holdout, config.seed)
