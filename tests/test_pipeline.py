@@ -556,3 +556,17 @@ def test_the_data_gates_run_in_a_step_started_with_python_m(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "SystemExit" not in run.stderr and "Skipping doctests" not in run.stderr
     assert "raw_critical_expectations" in run.stderr and "RUN_SUCCESS" in run.stderr
+
+
+def test_make_serve_is_the_server_tested_under_attack():
+    """The command a user runs first (`make serve`) is `rib serve`, the server the attacks above and
+    benchmarks/serve_load.py --server rib exercise; MLflow's own server is `make serve-mlflow`."""
+    import subprocess
+
+    def dry_run(target: str) -> str:
+        done = subprocess.run(["make", "-n", "-o", "install", target], cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "rib serve" in dry_run("serve") and "mlflow models serve" not in dry_run("serve")
+    assert "mlflow models serve" in dry_run("serve-mlflow")
