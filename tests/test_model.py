@@ -235,7 +235,7 @@ def test_the_repeat_scorer_weighs_each_product_by_its_discounted_engagement():
     torch.manual_seed(0)
     scorer = ProductRepeatScorer(n_dwell=6, activity=True, dwell=True)
     with torch.no_grad():
-        scorer.recency.weight.normal_()
+        scorer.recency.normal_()
     x = random_inputs(B=3, T=10, n_items=6)  # few products: many revisits
     with torch.no_grad():
         weights = scorer(x)  # (B, T, T)
@@ -249,9 +249,7 @@ def test_the_repeat_scorer_weighs_each_product_by_its_discounted_engagement():
                 brute = {}
                 for v in range(t + 1):  # s(t, y) = Σ_{v <= t, p_v = y} exp(r[visits back]) e_v
                     back = min(int(visit[b, t] - visit[b, v]), 31)
-                    brute[sku[v]] = brute.get(sku[v], 0.0) + float(
-                        torch.exp(scorer.recency.weight[back, 0]) * engagement[b, v]
-                    )
+                    brute[sku[v]] = brute.get(sku[v], 0.0) + float(torch.exp(scorer.recency[back]) * engagement[b, v])
                 total = sum(brute.values())
                 for u in range(t + 1):
                     last = max(i for i in range(t + 1) if sku[i] == sku[u])  # the product stands at its last occurrence
