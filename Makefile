@@ -76,8 +76,8 @@ bench: install
 	$(BIN)/python benchmarks/features_10m.py
 	$(BIN)/python benchmarks/train_throughput.py --jd ../shared/data/jd/appliances.txt --sampled 0 1024 --plain ../shared/bench/plain_loop.py
 
-MODELS := POP S-POP Item-KNN S-POP+Item-KNN SKNN V-SKNN BPR-MF Word2vec "Word2vec Avg" GRU4Rec NARM SASRec RIB RIB-Attention
-VARIANTS := sku sku_activity sku_dwell sku_micro sku_micro_interval
+MODELS := POP S-POP "S-POP Visits" Item-KNN S-POP+Item-KNN SKNN V-SKNN BPR-MF Word2vec "Word2vec Avg" GRU4Rec NARM SASRec RIB RIB-Attention
+VARIANTS := visits sku sku_activity sku_dwell sku_micro sku_micro_interval
 
 # The full comparison (every model, the five variants, three session splits) on both JD samples, the tuned settings.
 bench-models: install
