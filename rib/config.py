@@ -198,7 +198,7 @@ class NARMConfig(NetworkConfig):
 
 @dataclass
 class TrainConfig:
-    epochs: int = 12  # at most; the epoch is chosen on validation (early stopping)
+    epochs: int = 12  # at most; the epoch is chosen on validation (early stopping); 0 keeps the initialization
     batch_size: int = 256  # windows of max_len micro-behaviors; 2048 suits a GPU and a large catalog
     learning_rate: float = 2e-3
     weight_decay: float = 0.01  # on weight matrices only: never on biases or embedding tables

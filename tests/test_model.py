@@ -278,3 +278,18 @@ def test_the_explore_part_over_new_products_only_trains_what_it_scores():
         assert float(loss) == pytest.approx(alone, rel=1e-5)
         scores = model.score_all(x, torch.full((3,), 8))
         assert torch.isfinite(scores[:, 2:]).all()  # every product: the input's by the repeat part, the rest by explore
+
+
+def test_a_checkpoint_written_before_the_repeat_scorer_loads_as_it_was_trained():
+    import dataclasses
+
+    from rib.models.networks import build_network, config_from_dict
+
+    old = RIB(RIBConfig(n_items=40, neighbors=False, repeat_scorer=False))
+    written = {
+        k: v for k, v in dataclasses.asdict(old.config).items() if k not in ("repeat_scorer", "explore_new_only")
+    }
+    loaded = build_network(config_from_dict("RIB", written))
+    loaded.load_state_dict(old.state_dict())  # the same parameters: no repeat scorer expected
+    assert not hasattr(loaded, "product_repeat")
+    assert hasattr(build_network(config_from_dict("RIB", dataclasses.asdict(RIBConfig(n_items=40)))), "product_repeat")

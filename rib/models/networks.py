@@ -28,8 +28,14 @@ def network_name(config: NetworkConfig) -> str:
     return next(name for name, (config_class, _) in NETWORKS.items() if type(config) is config_class)
 
 
+# Settings added after checkpoints were first written, with the value that reads an older checkpoint
+# as it was trained (a champion registered before them is still loaded, e.g. to be re-evaluated).
+ADDED_LATER = {"repeat_scorer": False, "explore_new_only": False}
+
+
 def config_from_dict(name: str, values: dict) -> NetworkConfig:
     """A checkpoint's config.json back into its dataclass."""
     config_class = NETWORKS[name][0]
     known = {f.name for f in dataclasses.fields(config_class)}
-    return config_class(**{k: v for k, v in values.items() if k in known})
+    older = {k: v for k, v in ADDED_LATER.items() if k in known and k not in values}
+    return config_class(**{k: v for k, v in values.items() if k in known}, **older)
