@@ -85,11 +85,10 @@ def _candidates(data: SplitData, examples: np.ndarray, long_bucket: int, n_dwell
     later = same & (steps[None, None, :] > steps[None, :, None])
     candidate = real & ~later.any(dim=2) & (sku != last[:, None]) & (sku > OOV)
     longest = torch.where(same, dwell[:, None, :], 0).max(dim=2).values  # the product's longest dwell bucket
-    own_age = age  # the product's last visit is its representative position's
     features = torch.cat(
         [
             torch.log1p(sums[..., 3:5]),  # log visits, log micro-behaviors
-            torch.log1p(own_age)[..., None],
+            torch.log1p(age)[..., None],  # at its last occurrence: the age of the product's last visit
             torch.log(sums[..., 1:2].clamp_min(1e-6)),  # log of the micro-count score
             (sums[..., 5:7] > 0).float(),  # carted, ordered
             torch.log1p(sums[..., 7:8]),  # detail modules read

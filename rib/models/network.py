@@ -193,7 +193,10 @@ class NextItemNetwork(nn.Module):
         explore_log_prob = -nll
         if self.explore_new:  # the softmax over the products outside the prefix: renormalised, 0 inside
             in_prefix = _in_prefix(rows, index % sku.shape[1])  # (N, T) each product of the prefix once
-            logit = lambda ids: (inputs[:, None, :] * weight[ids]).sum(-1).float() + bias[ids].float()  # noqa: E731
+
+            def logit(ids: Tensor) -> Tensor:  # (N, K) the logits of K products per target
+                return (inputs[:, None, :] * weight[ids]).sum(-1).float() + bias[ids].float()
+
             lse = nll + logit(targets[:, None])[:, 0]  # (N,)
             inside = (torch.exp(logit(rows) - lse[:, None]) * in_prefix).sum(dim=1)  # (N,) its mass on the prefix
             target_inside = (in_prefix & (rows == targets[:, None])).any(dim=1)
