@@ -16,6 +16,7 @@ from pipeline.insight import case_study_asset, micro_value, report_asset, sectio
 from pipeline.resources import DvcVersioning, MlflowTracking, RibParams, StepLauncher
 from pipeline.training import training_asset, training_asset_name, word2vec_embeddings
 from rib.config import default_params_path, load_params
+from rib.steps import trained_pairs
 
 
 def build_definitions(params_path: str | None = None, **resources) -> Definitions:
@@ -23,12 +24,11 @@ def build_definitions(params_path: str | None = None, **resources) -> Definition
     params_path = str(params_path or default_params_path())
     params = load_params(params_path)
     experiment = params.experiment
-    trained = [training_asset(model, variant) for model in experiment.models for variant in experiment.variants]
+    pairs = trained_pairs(experiment.models, experiment.variants)  # each model on the variants it reads
+    trained = [training_asset(model, variant) for model, variant in pairs]
     gate_checks = [
         model_gate_checks(asset, model, variant, baseline_comparison)
-        for asset, (model, variant) in zip(
-            trained, [(m, v) for m in experiment.models for v in experiment.variants], strict=True
-        )
+        for asset, (model, variant) in zip(trained, pairs, strict=True)
     ]
     comparison = model_comparison_asset(trained)
     rib_names = {training_asset_name("RIB", variant) for variant in experiment.variants}

@@ -147,6 +147,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
     from rib.evaluation.comparison import comparison_markdown
+    from rib.ops.tracking import TrackingConfig
 
     params = _load(args)
     data = dataclasses.replace(params.data, format=args.format, inputs=args.inputs, events_config=args.config)
@@ -160,6 +161,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
         baselines=[m for m in chosen if m not in MODELS],
         models=[m for m in chosen if m in MODELS],
         variants=args.variants or experiment.variants,
+        tune_trials=args.tune,
+        tracking=TrackingConfig(tracking_uri=args.mlflow) if args.tune else None,
     )
     print(comparison_markdown(document))
 
@@ -181,7 +184,10 @@ def _cmd_tune(args: argparse.Namespace) -> None:
         steps.run_features(params, paths)
         steps.run_word2vec(params, paths)
     tracking = TrackingConfig(tracking_uri=args.mlflow)
-    variant = args.variant if args.model in steps.LEARNED_MODELS else None
+    variant = None
+    if args.model in steps.LEARNED_MODELS:
+        readable = [v for v in ("sku_micro", *steps.READS.get(args.model, ())) if steps.reads(args.model, v)]
+        variant = args.variant or readable[0]
     best = tune(params, paths, args.model, variant, args.trials, tracking, seed=args.seed)
     if args.write:
         key = args.model if args.all_variants else tuned_key(args.model, variant)
@@ -270,11 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--seeds", type=int, help="seeds per model and fold (default: experiment.seeds)")
     benchmark.add_argument("--variants", nargs="+", choices=list(VARIANTS))
     benchmark.add_argument("--models", nargs="+", help="baselines and/or trained models (default: all configured)")
+    benchmark.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first N trials per learned model on this log's validation split",
+    )
+    benchmark.add_argument("--mlflow", default="sqlite:///mlflow.db", help="with --tune: where the trials are logged")
     benchmark.add_argument("inputs", nargs="+", metavar="INPUT")
 
     tune = command("tune", _cmd_tune, "tune one learned model on validation (Optuna); --write keeps the best")
-    tune.add_argument("--model", required=True, help="RIB, RIB-Attention, GRU4Rec, NARM or SASRec")
-    tune.add_argument("--variant", default="sku_micro", choices=list(VARIANTS), help="for RIB and RIB-Attention")
+    tune.add_argument(
+        "--model", required=True, help="RIB, RIB-Attention, SR-GNN, MKM-SR, EMBSR, GRU4Rec, NARM or SASRec"
+    )
+    tune.add_argument(
+        "--variant", choices=list(VARIANTS), help="for a model on input variants (default: sku_micro where it reads it)"
+    )
     tune.add_argument("--trials", type=int, default=20, help="the study's budget: the same for every model")
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--write", action="store_true", help="write the best configuration to the params file")

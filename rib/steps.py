@@ -25,10 +25,32 @@ from rib.config import MODEL_SECTIONS, Params
 
 # Trained models on the input variants: name -> the settings fixed for it (its params section:
 # rib.config.MODEL_SECTIONS). RIB-Attention is the paper's ablation: no attention, so no repeat part.
+# SR-GNN, MKM-SR and EMBSR (rib/models/graph.py) are the published micro-behavior models, trained
+# and compared on the variants they read like RIB (`READS`: a pair outside it is not trained).
 LEARNED_MODELS: dict[str, dict] = {
     "RIB": {"attention": True},
     "RIB-Attention": {"attention": False, "repeat": False, "neighbors": False},
+    "SR-GNN": {},
+    "MKM-SR": {},
+    "EMBSR": {},
 }
+READS: dict[str, tuple[str, ...]] = {
+    "SR-GNN": ("visits", "sku"),  # the product sequence alone
+    "MKM-SR": ("sku_activity", "sku_micro"),  # the operations beside the products (with dwell: sku_micro)
+    "EMBSR": ("sku_activity", "sku_micro"),
+}
+
+
+def reads(model: str, variant: str) -> bool:
+    """Whether `model` is trained on input `variant` (RIB and RIB-Attention read every variant)."""
+    return variant in READS.get(model, (variant,))
+
+
+def trained_pairs(models: list[str], variants: list[str]) -> list[tuple[str, str]]:
+    """Every (model, variant) of the experiment that is trained: each model on the variants it reads."""
+    return [(model, variant) for model in models for variant in variants if reads(model, variant)]
+
+
 # Trained baselines, on SKUs alone: GRU4Rec is the RIB network without attention on SKUs, trained
 # from a random start with its own settings (params section gru4rec).
 LEARNED_BASELINES: dict[str, dict] = {
@@ -214,6 +236,8 @@ def run_training(
 
     if model not in LEARNED_MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {list(LEARNED_MODELS)}")
+    if not reads(model, variant):
+        raise ValueError(f"{model} does not read the {variant} input; it reads {', '.join(READS[model])}")
     if params.train.distributed > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_distributed(params, paths, model, variant, log)
     features = FeatureSet.load(paths.features)
@@ -316,15 +340,14 @@ def _evaluated(run: Run, models: list[str], variants: list[str]) -> list:
         if record["model"] in models:
             ranks = np.load(baseline_ranks_file(run.paths, record["model"]))["test"]
             found.append(Evaluated(record | {"fold": run.fold}, ranks))
-    for model in (m for m in models if m in LEARNED_MODELS):
-        for variant in variants:
-            folder = run.paths.model(model, variant)
-            record = json.loads((folder / "metrics.json").read_text())
-            found.append(Evaluated(record | {"fold": run.fold}, np.load(folder / RANKS_FILE)["test"]))
-            if "untrained" in record:  # a row of its own: "<model>-untrained", what training adds is paired to it
-                untrained = {"model": model + UNTRAINED_SUFFIX, "variant": variant, "seed": record["seed"]}
-                untrained |= record["untrained"] | {"fold": run.fold}
-                found.append(Evaluated(untrained, np.load(folder / UNTRAINED_RANKS_FILE)["test"]))
+    for model, variant in trained_pairs([m for m in models if m in LEARNED_MODELS], variants):
+        folder = run.paths.model(model, variant)
+        record = json.loads((folder / "metrics.json").read_text())
+        found.append(Evaluated(record | {"fold": run.fold}, np.load(folder / RANKS_FILE)["test"]))
+        if "untrained" in record:  # a row of its own: "<model>-untrained", what training adds is paired to it
+            untrained = {"model": model + UNTRAINED_SUFFIX, "variant": variant, "seed": record["seed"]}
+            untrained |= record["untrained"] | {"fold": run.fold}
+            found.append(Evaluated(untrained, np.load(folder / UNTRAINED_RANKS_FILE)["test"]))
     return found
 
 
@@ -437,11 +460,16 @@ def run_benchmark(
     models: list[str],
     variants: list[str],
     log: Callable[[str], None] = print,
+    tune_trials: int = 0,
+    tracking=None,
 ) -> dict:
     """The same steps as the pipeline, repeated: ingest once under `out`; for each fold (a session
     split with its own split seed) features under `out/fold<F>`; for each seed word2vec, every
     baseline and every model under `out/fold<F>/seed<S>` (model seeds move with fold and seed);
-    the comparison over every fold and seed in `out/comparison`."""
+    the comparison over every fold and seed in `out/comparison`.
+
+    `tune_trials` N: first N trials per learned model on the first fold's validation split (its
+    test split is never read), written to `out/tuned.json` and used for every fold (rib.tuning)."""
     out = Path(out)
     paths = ArtifactPaths.under(out)
     params = dataclasses.replace(
@@ -462,11 +490,18 @@ def run_benchmark(
                 ingest=paths.ingest, features=fold_paths.features
             )
             run_word2vec(seeded, run)
+            if tune_trials and not (out / "tuned.json").exists():  # once, on the first fold's validation split
+                from rib.tuning import tune_benchmark
+
+                tuned = tune_benchmark(seeded, run, [*baselines, *models], variants, tune_trials, tracking, log)
+                (out / "tuned.json").write_text(json.dumps(tuned, indent=2) + "\n")
+            if tune_trials:
+                tuned = json.loads((out / "tuned.json").read_text())
+                seeded = dataclasses.replace(seeded, tuned={**seeded.tuned, **tuned})
             run_baselines(seeded, run, [b for b in baselines if seed == 0 or b not in DETERMINISTIC_BASELINES])
-            for model in models:
-                for variant in variants:
-                    log(f"fold {fold}, seed {seed}: training {model} on {variant}")
-                    run_training(seeded, run, model, variant, log=log)
+            for model, variant in trained_pairs(models, variants):
+                log(f"fold {fold}, seed {seed}: training {model} on {variant}")
+                run_training(seeded, run, model, variant, log=log)
             runs.append(Run(run, fold, seed))
     return run_comparison(params, paths, runs)
 

@@ -18,6 +18,7 @@ Search spaces (the trial count is the same for every model: `--trials`):
     RIB-Attention   hidden {50, 100, 200}
     GRU4Rec, NARM   hidden {50, 100, 200}; d_sku {32, 64, 128}
     SASRec          d_sku {32, 64, 128}; blocks {1, 2, 3}; heads {1, 2}
+    SR-GNN, MKM-SR, EMBSR   d_sku {50, 100, 200} (every node state); steps {1, 2}
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ def _recurrent(trial) -> dict:
     }
 
 
+def _graph(trial) -> dict:
+    return {
+        "d_sku": trial.suggest_categorical("d_sku", [50, 100, 200]),
+        "steps": trial.suggest_categorical("steps", [1, 2]),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+    }
+
+
 SEARCH_SPACES: dict[str, Callable] = {
     "RIB": _rib,
     "RIB-Attention": lambda trial: {
@@ -75,6 +84,9 @@ SEARCH_SPACES: dict[str, Callable] = {
         "heads": trial.suggest_categorical("heads", [1, 2]),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
     },
+    "SR-GNN": _graph,
+    "MKM-SR": _graph,
+    "EMBSR": _graph,
 }
 
 
@@ -177,3 +189,27 @@ def write_tuned(params_path: str | Path, key: str, best: dict) -> None:
     document["tuned"][key] = {part: dict(best[part]) for part in ("model", "train") if best[part]}
     with path.open("w") as handle:
         yaml.dump(document, handle)
+
+
+def tune_benchmark(
+    params: Params,
+    paths: ArtifactPaths,
+    models: list[str],
+    variants: list[str],
+    trials: int,
+    tracking=None,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict]:
+    """`rib benchmark --tune N`: N trials for every learned model (each on the variants it reads)
+    and learned baseline among `models`, on the validation split under `paths`; the `tuned` entries."""
+    tuned = {}
+    for model in models:
+        if model not in SEARCH_SPACES:
+            continue
+        for variant in [v for v in variants if steps.reads(model, v)] if model in steps.LEARNED_MODELS else [None]:
+            key = tuned_key(model, variant)
+            log(f"tuning {key}: {trials} trials on validation")
+            best = tune(params, paths, model, variant, trials, tracking, log=log)
+            tuned[key] = {"model": best["model"], "train": best["train"]}
+            log(f"tuned {key}: validation {best['validation']}, {best['trials']} trials ({best['pruned']} pruned)")
+    return tuned

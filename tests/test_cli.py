@@ -65,6 +65,39 @@ def test_benchmark_over_folds_with_a_trained_model(tmp_path, capsys):
     assert "fold 1" in capsys.readouterr().out
 
 
+def test_benchmark_tunes_each_learned_model_on_the_logs_validation_split_first(tmp_path, capsys):
+    """`--tune N`: N trials per learned model on the variants it reads (SR-GNN the products, MKM-SR
+    the operations), logged to MLflow, kept in tuned.json and used for every fold."""
+    import mlflow
+
+    from rib.config import SyntheticConfig
+    from rib.data.synthetic import generate
+
+    data = tmp_path / "syn.parquet"
+    generate(SyntheticConfig(n_sessions=200, n_skus=120, seed=5), data)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "experiment: {models: [], variants: [sku, sku_micro]}\n"
+        "srgnn: {d_sku: 16}\nmkmsr: {d_sku: 16}\ntrain: {epochs: 1, progress: false}\nevaluation: {bootstrap: 50}\n"
+    )
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["--params", str(params), "benchmark", "--format", "canonical", "--out", str(tmp_path / "b"), str(data)]
+    assert main([*argv, "--folds", "2", "--models", "S-POP", "SR-GNN", "MKM-SR", "--tune", "2", "--mlflow", store]) == 0
+    tuned = json.loads((tmp_path / "b" / "tuned.json").read_text())
+    assert set(tuned) == {"SR-GNN/sku", "MKM-SR/sku_micro"}
+    assert {"d_sku", "steps", "dropout"} <= set(tuned["SR-GNN/sku"]["model"])
+    document = json.loads((tmp_path / "b" / "comparison" / "comparison.json").read_text())
+    rows = {(r["model"], r["variant"]): r for r in document["results"]}
+    assert set(rows) == {("S-POP", None), ("SR-GNN", "sku"), ("MKM-SR", "sku_micro")}
+    for fold in ("fold0", "fold1"):  # every fold trained with the tuned settings
+        record = json.loads((tmp_path / "b" / fold / "seed0" / "models" / "SR-GNN-sku" / "metrics.json").read_text())
+        assert record["model_config"]["d_sku"] == tuned["SR-GNN/sku"]["model"]["d_sku"]
+    mlflow.set_tracking_uri(store)
+    trials = mlflow.search_runs(experiment_names=["rib-tuning"])
+    assert sorted(trials["tags.study"].value_counts().to_dict().items()) == [("MKM-SR/sku_micro", 2), ("SR-GNN/sku", 2)]
+    assert "tuning SR-GNN/sku: 2 trials" in capsys.readouterr().out
+
+
 def test_outside_a_project_folder_only_commands_that_need_its_settings_ask_for_them(tmp_path):
     """No params.yaml here and none named: ingest and features run on the defaults; a pipeline stage
     says which file it needs and how to name one."""

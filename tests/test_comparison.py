@@ -93,3 +93,33 @@ def test_models_compared_on_other_targets_are_an_error():
             synthetic=False,
             data="d",
         )
+
+
+def test_a_network_far_below_the_counted_baselines_on_validation_is_marked_possibly_collapsed():
+    """Half of the best not-learned baseline's validation Recall is the line: SASRec at 0.14 against
+    S-POP's 0.30 is marked, GRU4Rec at 0.16 is not, and neither is BPR-MF (no epochs: not a network)."""
+    ranks = [1.0] * 50 + [90.0] * 50
+
+    def network(model, validation_recall):
+        item = evaluated(model, None, ranks, validation_recall)
+        item.record["best_epoch"] = 3
+        return item
+
+    document = build_comparison(
+        [
+            evaluated("S-POP", None, ranks, 0.30),
+            evaluated("POP", None, ranks, 0.05),
+            evaluated("BPR-MF", None, ranks, 0.01),
+            network("SASRec", 0.14),
+            network("GRU4Rec", 0.16),
+        ],
+        K20,
+        synthetic=False,
+        data="d",
+    )
+    marked = {r["model"]: r.get("collapsed") for r in document["results"]}
+    assert marked["SASRec"]["reference"] == "S-POP" and marked["SASRec"]["reference_validation_recall"] == 0.30
+    assert marked["GRU4Rec"] is None and marked["BPR-MF"] is None and marked["S-POP"] is None
+    text = comparison_markdown(document)
+    assert "| SASRec (possibly collapsed: tune it on this log) |" in text and "| GRU4Rec |" in text
+    assert "- SASRec -: validation Recall@20 0.1400, S-POP 0.3000" in text

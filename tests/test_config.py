@@ -110,3 +110,17 @@ def test_a_section_keeps_its_own_defaults_where_they_differ_from_its_class(tmp_p
     params = load_params(write(tmp_path, MINIMAL + "gru4rec:\n  hidden: 50\n"))
     assert params.gru4rec.hidden == 50 and params.gru4rec.repeat is False and params.gru4rec.word2vec_init is False
     assert params.model.repeat is True
+
+
+def test_each_model_is_trained_on_the_variants_it_reads(tmp_path, capsys):
+    """SR-GNN reads products, MKM-SR and EMBSR the operations beside them: the Dagster assets are the
+    pairs each reads, and a stage asked for another pair says which it reads."""
+    from pipeline.definitions import build_definitions
+    from rib.cli import main
+
+    path = write(tmp_path, "experiment:\n  models: [RIB, SR-GNN, EMBSR]\n  variants: [sku, sku_micro]\n")
+    keys = {k.to_user_string() for k in build_definitions(str(path)).resolve_asset_graph().get_all_asset_keys()}
+    assert {"rib_sku", "rib_sku_micro", "sr_gnn_sku", "embsr_sku_micro"} <= keys
+    assert not {"sr_gnn_sku_micro", "embsr_sku"} & keys
+    assert main(["--params", str(path), "stage", "train", "--model", "SR-GNN", "--variant", "sku_micro"]) == 2
+    assert "SR-GNN does not read the sku_micro input; it reads visits, sku" in capsys.readouterr().err

@@ -179,6 +179,20 @@ def test_damaged_csv_lines_are_quarantined_with_their_own_line_numbers(tmp_path)
     assert report.reasons == {"blank_line": 1, "unmapped_event_type": 1, "unparsable_line": 2}
 
 
+def test_a_line_of_blanks_is_one_unparsable_line_and_an_empty_line_one_blank_line(tmp_path):
+    """Every physical line counted once: the parser rejects a line of spaces, skips an empty one."""
+    log = tmp_path / "2019-Oct.csv"
+    body = [rees46_line(i) for i in range(6)]
+    body[1], body[3] = "   \n", "\n"  # lines 3 and 5
+    log.write_text(REES46_HEADER + "".join(body))
+    report = ingest("events", [log], tmp_path / "out", EXAMPLES / "rees46.yaml")
+    assert (report.read, report.kept) == (6, 4)
+    quarantine = {
+        r["line_number"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    }
+    assert quarantine == {3: "unparsable_line", 5: "blank_line"}
+
+
 def test_an_open_quote_costs_the_rest_of_the_file_unless_the_config_says_the_log_never_quotes(tmp_path):
     log = tmp_path / "2019-Oct.csv"
     body = [rees46_line(i) for i in range(6)]

@@ -293,3 +293,68 @@ def test_a_checkpoint_written_before_the_repeat_scorer_loads_as_it_was_trained()
     loaded.load_state_dict(old.state_dict())  # the same parameters: no repeat scorer expected
     assert not hasattr(loaded, "product_repeat")
     assert hasattr(build_network(config_from_dict("RIB", dataclasses.asdict(RIBConfig(n_items=40)))), "product_repeat")
+
+
+def test_the_session_graph_is_sr_gnns():
+    """SR-GNN's example session v1 -> v2 -> v3 -> v2 -> v4: in-edges averaged per node (v2 has two),
+    out-edges per node (v2 leads to v3 and v4), one node per distinct product, padding outside."""
+    from rib.models.graph import session_graph
+
+    sku = torch.tensor([[11, 12, 13, 12, 14, 0]])
+    valid = sku != 0
+    node, a_in, a_out = session_graph(sku, valid)
+    assert node.tolist() == [[0, 1, 2, 1, 4, 5]]
+    expected_in = torch.zeros(6, 6)
+    expected_in[1, 0] = expected_in[1, 2] = 0.5  # v2 <- v1, v3
+    expected_in[2, 1] = expected_in[4, 1] = 1.0  # v3 <- v2, v4 <- v2
+    expected_out = torch.zeros(6, 6)
+    expected_out[0, 1] = expected_out[2, 1] = 1.0  # v1 -> v2, v3 -> v2
+    expected_out[1, 2] = expected_out[1, 4] = 0.5  # v2 -> v3, v4
+    torch.testing.assert_close(a_in[0], expected_in)
+    torch.testing.assert_close(a_out[0], expected_out)
+
+
+@pytest.mark.parametrize(("name", "variant"), [("SR-GNN", "sku"), ("MKM-SR", "sku_micro"), ("EMBSR", "sku_micro")])
+def test_a_graph_network_encodes_each_target_from_its_own_prefix(name, variant):
+    """The loss of every target in one call equals scoring each truncated prefix alone (the graph
+    of a prefix holds none of the transitions after it)."""
+    from rib.config import GraphConfig
+    from rib.models.networks import build_network
+
+    model = build_network(GraphConfig(n_items=12, variant=variant, d_sku=16, dropout=0.0), name).eval()
+    x = random_inputs(B=3, T=8, n_items=12)
+    x[1, 3:5, 0] = x[1, 2, 0]  # one product over three micro-behaviors: a visit of three operations
+    mask = torch.zeros(3, 8, dtype=torch.bool)
+    mask[:, 1:7] = True
+    targets = x[:, 1:, 0][mask[:, :-1]]
+    with torch.no_grad():
+        loss = model.loss(x, mask, targets, reduction="sum")
+        alone = sum(
+            -float(
+                torch.log_softmax(model.score_all(x[b : b + 1, : t + 1], torch.tensor([t + 1])), 1)[0, x[b, t + 1, 0]]
+            )
+            for b in range(3)
+            for t in range(8)
+            if mask[b, t]
+        )
+    assert float(loss) == pytest.approx(alone, rel=1e-5)
+
+
+def test_embsr_attention_adds_the_vector_of_each_ordered_pair_of_operations():
+    """The gathered pair terms equal the brute-force q_a · (k_b + R^K[op_a, op_b]) and
+    Σ_b w_ab (v_b + R^V[op_a, op_b])."""
+    from rib.config import GraphConfig
+    from rib.models.graph import EMBSR
+
+    model = EMBSR(GraphConfig(n_items=12, variant="sku_activity", d_sku=8)).eval()
+    g = torch.Generator().manual_seed(3)
+    z, activity = torch.randn(2, 5, 8, generator=g), torch.randint(1, 11, (2, 5), generator=g)
+    valid = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    with torch.no_grad():
+        q, k, v = model.query(z), model.key(z), model.value(z)
+        pair = activity[:, :, None] * 11 + activity[:, None, :]
+        r_k, r_v = model.pair_key(pair), model.pair_value(pair)  # (2, 5, 5, 8): the brute force
+        scores = ((q[:, :, None, :] * (k[:, None, :, :] + r_k)).sum(-1)) / 8**0.5
+        w = torch.softmax(scores.masked_fill(~valid[:, None, :], float("-inf")), dim=-1)
+        expected = (w[..., None] * (v[:, None, :, :] + r_v)).sum(2)
+        torch.testing.assert_close(model.operation_attention(z, activity, valid), expected)

@@ -19,6 +19,7 @@ from rib.config import (
     BPRConfig,
     EvaluationConfig,
     FeatureConfig,
+    GraphConfig,
     NARMConfig,
     RIBConfig,
     SASRecConfig,
@@ -259,3 +260,39 @@ class TestSASRec(RecommenderContract):
     def make(self, world):
         config = SASRecConfig(d_sku=16, variant="sku")
         return NetworkRecommender("SASRec", config, QUICK, AT_1_2, log=lambda _: None)
+
+
+SMALL_GRAPH = GraphConfig(d_sku=16, d_activity=4, d_dwell=4)
+
+
+class TestSRGNN(RecommenderContract):
+    learns_order = True
+    batch_tolerance = 1e-5
+
+    def make(self, world):
+        config = dataclasses.replace(SMALL_GRAPH, variant="sku")
+        return NetworkRecommender("SR-GNN", config, QUICK, AT_1_2, log=lambda _: None)
+
+
+class TestSRGNNOnVisits(TestSRGNN):
+    def make(self, world):
+        config = dataclasses.replace(SMALL_GRAPH, variant="visits")
+        return NetworkRecommender("SR-GNN", config, QUICK, AT_1_2, log=lambda _: None)
+
+
+class TestMKMSR(RecommenderContract):
+    learns_order = True
+    batch_tolerance = 1e-5
+
+    def make(self, world):
+        config = dataclasses.replace(SMALL_GRAPH, variant="sku_micro")
+        return NetworkRecommender("MKM-SR", config, QUICK, AT_1_2, log=lambda _: None)
+
+
+class TestEMBSR(RecommenderContract):
+    learns_order = True
+    batch_tolerance = 1e-5
+
+    def make(self, world):
+        config = dataclasses.replace(SMALL_GRAPH, variant="sku_micro")
+        return NetworkRecommender("EMBSR", config, QUICK, AT_1_2, log=lambda _: None)

@@ -54,3 +54,14 @@ def test_counts_follow_the_config(tmp_path, field):
     generate(config, tmp_path / "s.parquet")
     stats = profile(tmp_path / "s.parquet")
     assert stats["sessions" if field == "n_sessions" else "skus"] <= 300
+
+
+def test_a_large_table_is_profiled_on_a_sample_of_whole_sessions_with_exact_totals(tmp_path):
+    generate(SMALL, tmp_path / "s.parquet")
+    full = profile(tmp_path / "s.parquet")
+    sampled = profile(tmp_path / "s.parquet", sample_rows=full["micro_behaviors"] // 4)
+    assert full["sample"] is None and 0.2 < sampled["sample"]["sessions_share"] < 0.3
+    assert (sampled["micro_behaviors"], sampled["sessions"]) == (full["micro_behaviors"], full["sessions"])
+    assert abs(sampled["skus"] - full["skus"]) < 0.1 * full["skus"]  # HyperLogLog
+    assert abs(sampled["micro_per_macro"] - full["micro_per_macro"]) < 0.1
+    assert abs(sampled["activity_share"]["5"] - full["activity_share"]["5"]) < 0.05

@@ -183,3 +183,21 @@ def test_a_checkpoint_carries_the_optimizer_state_and_its_epoch(deterministic_fe
     optimizer.load_state_dict(loaded["optimizer"])  # continues where the kept epoch left off
     first = next(iter(optimizer.state.values()))
     assert int(first["step"]) == int(next(iter(result.optimizer_state["state"].values()))["step"]) > 0
+
+
+@pytest.mark.parametrize("network", ["SR-GNN", "EMBSR"])
+def test_a_graph_network_checkpoint_loads_as_the_network_it_was(deterministic_features, tmp_path, network):
+    """The graph networks share one config class: the checkpoint names the network, and the loaded
+    one scores exactly as the trained one."""
+    from rib.config import GraphConfig
+
+    variant = "sku" if network == "SR-GNN" else "sku_micro"
+    config = sized_for(deterministic_features, GraphConfig(d_sku=16, variant=variant))
+    result = train_network(deterministic_features, config, TrainConfig(epochs=1, **QUIET), AT_1, network=network)
+    save_checkpoint(
+        result.model, tmp_path / "c", deterministic_features.vocab, {"max_len": 50, "exclude_last_sku": True}
+    )
+    loaded = load_checkpoint(tmp_path / "c")
+    assert type(loaded.model).__name__ == type(result.model).__name__ == network.replace("-", "")
+    batch = deterministic_features.test.batch(np.arange(8))
+    np.testing.assert_array_equal(score_batch(loaded.model, batch), score_batch(result.model, batch))

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import yaml
 
-from rib.io import connect_duckdb
 from rib.data.report import IngestReport
 from rib.errors import InputFileError, check_input_file
+from rib.io import connect_duckdb
 
 COLUMN_ROLES = ("user", "session", "timestamp", "item", "event_type", "dwell", "category")
 TIMESTAMP_FORMATS = ("auto", "unix_s", "unix_ms")
@@ -167,18 +167,23 @@ def _csv_names(con, path: Path, config: EventsConfig) -> list[str]:
         return [str(name) for name in config.csv_column_names]
     if not config.csv_header:
         raise InputFileError(config.source, "a CSV without a header needs csv.column_names")
-    first = con.execute(
-        f"SELECT line FROM ({_lines_sql('$path')}) WHERE line_number = 1", {"path": str(path)}
-    ).fetchall()
-    if not first or first[0][0] is None:
+    import gzip
+
+    opener = gzip.open if "".join(path.suffixes).lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:  # the header alone, not a pass over the file
+            header = handle.readline(MAX_LINE_BYTES).decode("utf-8").rstrip("\r\n")
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise InputFileError(path, f"the first line (the header) cannot be read: {error}") from None
+    if not header.strip():
         raise InputFileError(path, "the first line (the header) is empty")
-    return [name.strip().strip(config.csv_quote or '"') for name in first[0][0].split(config.csv_delimiter)]
+    return [name.strip().strip(config.csv_quote or '"') for name in header.split(config.csv_delimiter)]
 
 
-def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> str:
-    """Read one file once into table `scanned_<i>` (its readable records, numbered) and its
-    unreadable lines into `unreadable` (file_index, line_number, reason, detail, raw); return the
-    SELECT of its rows with their physical line numbers (file_index, line_number, one column per role)."""
+def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> None:
+    """Read one file once: its readable records, numbered (`ordinal`) and checked (`_CHECKS`), into
+    table `checked`; its unreadable lines into `unreadable` (file_index, line_number, reason,
+    detail, raw); and in `line_offsets` what turns a record's ordinal into its physical line."""
     file_format = _file_format(path, config)
     check_input_file(path, text=file_format != "parquet")
     roles = {role: column for role, column in config.columns.items() if column}
@@ -202,7 +207,10 @@ def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> str:
             {"path": str(path)},
         )
         # The objects first, on their own: DuckDB may evaluate a projection before a filter.
-        con.execute(f"CREATE OR REPLACE TABLE json_lines_{file_index} AS SELECT * FROM ({lines}) WHERE {valid}", {"path": str(path)})
+        con.execute(
+            f"CREATE OR REPLACE TABLE json_lines_{file_index} AS SELECT * FROM ({lines}) WHERE {valid}",
+            {"path": str(path)},
+        )
         fields = ", ".join(f"line ->> $k_{role} AS {role}" for role in roles)
         params = {f"k_{role}": f"$.{column}" for role, column in roles.items()}
         source = f"SELECT line_number AS ordinal, {fields} FROM json_lines_{file_index}"
@@ -224,10 +232,13 @@ def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> str:
                                    rejects_table = '{rejects}', rejects_scan = '{rejects}_scan',
                                    max_line_size = {MAX_LINE_BYTES}, strict_mode = true)"""
         params |= {"delim": config.csv_delimiter, "quote": config.csv_quote}
+    role_columns = ", ".join(role if role in roles else f"NULL::VARCHAR AS {role}" for role in COLUMN_ROLES)
+    rows = f"SELECT {file_index} AS file_index, ordinal, {role_columns} FROM ({source})"
     try:
-        con.execute(f"CREATE OR REPLACE TABLE scanned_{file_index} AS {source}", params)
+        con.execute(f"INSERT INTO checked {_checks(config, rows)}", params)
     except Exception as error:
         raise InputFileError(path, f"cannot be read as {file_format}: {error}") from None
+    con.execute("INSERT INTO line_offsets VALUES (?, ?, -1, 0)", [file_index, first_line - 1])
     if file_format == "csv":
         _record_csv_skips(con, file_index, path, rejects, first_line)
     if file_format == "jsonl":
@@ -236,10 +247,42 @@ def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> str:
                 FROM ({_lines_sql("$path")}) WHERE line IS NULL OR trim(line) = ''""",
             {"path": str(path)},
         )
-    role_columns = ", ".join(f"s.{role}" if role in roles else f"NULL::VARCHAR AS {role}" for role in COLUMN_ROLES)
-    line = "s.ordinal" if file_format != "csv" else f"s.ordinal + {first_line - 1} + coalesce(k.skipped_before, 0)"
-    join = "" if file_format != "csv" else f"ASOF LEFT JOIN skip_offsets_{file_index} k ON s.ordinal > k.kept_before"
-    return f"SELECT {file_index} AS file_index, {line} AS line_number, {role_columns} FROM scanned_{file_index} s {join}"
+
+
+def _checks(config: EventsConfig, rows: str) -> str:
+    """The SELECT of `rows` (file_index, ordinal, one VARCHAR column per role) typed and checked:
+    each row's first failed rule as `reason` (NULL: kept); the raw texts the quarantine shows are
+    kept only for the quarantined rows."""
+    has = {role: bool(column) for role, column in config.columns.items()}
+    event_type = "event_type" if has["event_type"] else "'<default>'"
+    return f"""
+        SELECT file_index, ordinal, user_id, session_raw, sku, category, activity, ts, dwell, reason,
+               CASE WHEN reason IS NOT NULL THEN timestamp_raw END AS timestamp_raw,
+               CASE WHEN reason IS NOT NULL THEN event_type END AS event_type,
+               CASE WHEN reason IS NOT NULL THEN dwell_raw END AS dwell_raw
+        FROM (
+          SELECT e.*, m.activity,
+            CASE
+              WHEN sku IS NULL OR sku = '' THEN 'missing_item'
+              WHEN e.event_type IS NULL THEN 'missing_event_type'
+              WHEN e.event_type IN (SELECT event_type FROM excluded) THEN 'excluded_event_type'
+              WHEN m.activity IS NULL THEN 'unmapped_event_type'
+              WHEN {has["session"]} AND session_raw IS NULL THEN 'missing_session'
+              WHEN NOT {has["session"]} AND user_id IS NULL THEN 'missing_user'
+              WHEN {has["timestamp"]} AND timestamp_raw IS NULL THEN 'missing_timestamp'
+              WHEN {has["timestamp"]} AND ts IS NULL THEN 'bad_timestamp'
+              WHEN {has["dwell"]} AND dwell_raw IS NULL THEN 'missing_dwell'
+              WHEN {has["dwell"]} AND dwell IS NULL THEN 'non_numeric_field'
+              WHEN {has["dwell"]} AND NOT isfinite(dwell) THEN 'non_finite_dwell'
+              WHEN {has["dwell"]} AND dwell < 0 THEN 'negative_dwell'
+            END AS reason
+          FROM (
+            SELECT file_index, ordinal, user AS user_id, session AS session_raw, timestamp AS timestamp_raw,
+                   {_timestamp_sql(config)} AS ts, item AS sku, {event_type} AS event_type,
+                   dwell AS dwell_raw, TRY_CAST(dwell AS DOUBLE) AS dwell, category
+            FROM ({rows})
+          ) e LEFT JOIN mapping m USING (event_type)
+        )"""
 
 
 def _record_csv_skips(con, file_index: int, path: Path, rejects: str, first_line: int) -> None:
@@ -253,20 +296,37 @@ def _record_csv_skips(con, file_index: int, path: Path, rejects: str, first_line
                    left(arg_min(csv_line, coalesce(column_idx, 0)), 1000)
             FROM {rejects} GROUP BY line"""  # DuckDB lists one error per bad column: one row per line
     )
-    con.execute(
-        f"""INSERT INTO unreadable
-            SELECT {file_index}, line_number, 'blank_line', 'an empty line', ''
-            FROM ({_lines_sql("$path")}) WHERE line_number >= {first_line} AND (line IS NULL OR trim(line) = '')""",
-        {"path": str(path)},
-    )
+    if has_empty_line(path):  # the parser skips empty lines silently (a line of blanks it rejects)
+        con.execute(
+            f"""INSERT INTO unreadable
+                SELECT {file_index}, line_number, 'blank_line', 'an empty line', ''
+                FROM ({_lines_sql("$path")})
+                WHERE line_number >= {first_line} AND (line IS NULL OR line IN ('', '\r'))""",
+            {"path": str(path)},
+        )
     con.execute(  # lines skipped one after another share kept_before: keep the largest count
-        f"""CREATE OR REPLACE TABLE skip_offsets_{file_index} AS
-            SELECT kept_before, max(skipped_before) AS skipped_before FROM (
+        f"""INSERT INTO line_offsets
+            SELECT {file_index}, {first_line - 1}, kept_before, max(skipped_before) AS skipped_before FROM (
                 SELECT line_number - {first_line} - (row_number() OVER (ORDER BY line_number) - 1) AS kept_before,
                        row_number() OVER (ORDER BY line_number) AS skipped_before
                 FROM (SELECT DISTINCT line_number FROM unreadable WHERE file_index = {file_index})
             ) GROUP BY kept_before"""
     )
+
+
+def has_empty_line(path: Path) -> bool:
+    """Whether a text file has an empty line (a byte scan, far cheaper than parsing; a compressed
+    file is assumed to have one: the slow, exact pass then finds them)."""
+    import mmap
+
+    if "".join(path.suffixes).lower().endswith(".gz"):
+        return True
+    with open(path, "rb") as handle:
+        if path.stat().st_size == 0:
+            return False
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            starts_empty = data[:1] == b"\n" or data[:2] == b"\r\n"
+            return starts_empty or data.find(b"\n\n") >= 0 or data.find(b"\n\r\n") >= 0
 
 
 def _check_columns(path: Path, roles: dict[str, str], names: list[str]) -> None:
@@ -284,9 +344,7 @@ def _timestamp_sql(config: EventsConfig) -> str:
     return "TRY_CAST(timestamp AS TIMESTAMPTZ)"
 
 
-def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine_path: Path):
-    import duckdb
-
+def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine_path: Path) -> IngestReport:
     paths = [Path(p) for p in inputs]
     # In the staging folder, spilling to disk past the memory limit.
     con = connect_duckdb(table_path.parent / "events.duckdb", spill=table_path.parent / "spill")
@@ -295,53 +353,64 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
     con.execute("CREATE TABLE mapping (event_type VARCHAR, activity TINYINT)")
     if config.activity_map:
         con.executemany("INSERT INTO mapping VALUES (?, ?)", list(config.activity_map.items()))
+    if not config.columns["event_type"]:  # a view-only log: every event is the default activity
+        con.execute("INSERT INTO mapping VALUES ('<default>', ?)", [config.default_activity])
     con.execute("CREATE TABLE excluded (event_type VARCHAR)")
     if config.excluded_event_types:
         con.executemany("INSERT INTO excluded VALUES (?)", [(e,) for e in config.excluded_event_types])
     con.execute(
         "CREATE TABLE unreadable (file_index INTEGER, line_number BIGINT, reason VARCHAR, detail VARCHAR, raw VARCHAR)"
     )
-    scans = [_scan_file(con, file_index, path, config) for file_index, path in enumerate(paths)]
-    # Every file was read once, into its table; the rest are views over them, read by the queries below.
-    con.execute("CREATE VIEW raw_rows AS " + " UNION ALL ".join(scans))
-    con.execute(f"""
-        CREATE VIEW events AS
-        SELECT file_index, line_number AS _line,
-               user AS user_id, session AS session_raw, timestamp AS timestamp_raw, {_timestamp_sql(config)} AS ts,
-               item AS sku, {"event_type" if config.columns["event_type"] else "'<default>'"} AS event_type,
-               dwell AS dwell_raw, TRY_CAST(dwell AS DOUBLE) AS dwell, category
-        FROM raw_rows""")
-    if not config.columns["event_type"]:  # a view-only log: every event is the default activity
-        con.execute("INSERT INTO mapping VALUES ('<default>', ?)", [config.default_activity])
-
-    has = {role: bool(col) for role, col in config.columns.items()}
-    needs_timestamp = has["timestamp"]
-    con.execute(f"""
-        CREATE VIEW checked AS
-        SELECT e.*, m.activity,
-          CASE
-            WHEN sku IS NULL OR sku = '' THEN 'missing_item'
-            WHEN e.event_type IS NULL THEN 'missing_event_type'
-            WHEN e.event_type IN (SELECT event_type FROM excluded) THEN 'excluded_event_type'
-            WHEN m.activity IS NULL THEN 'unmapped_event_type'
-            WHEN {has["session"]} AND session_raw IS NULL THEN 'missing_session'
-            WHEN NOT {has["session"]} AND user_id IS NULL THEN 'missing_user'
-            WHEN {needs_timestamp} AND timestamp_raw IS NULL THEN 'missing_timestamp'
-            WHEN {needs_timestamp} AND ts IS NULL THEN 'bad_timestamp'
-            WHEN {has["dwell"]} AND dwell_raw IS NULL THEN 'missing_dwell'
-            WHEN {has["dwell"]} AND dwell IS NULL THEN 'non_numeric_field'
-            WHEN {has["dwell"]} AND NOT isfinite(dwell) THEN 'non_finite_dwell'
-            WHEN {has["dwell"]} AND dwell < 0 THEN 'negative_dwell'
-          END AS reason
-        FROM events e LEFT JOIN mapping m USING (event_type)
-    """)
-
+    con.execute(
+        """CREATE TABLE checked (file_index INTEGER, ordinal BIGINT, user_id VARCHAR, session_raw VARCHAR,
+                                 sku VARCHAR, category VARCHAR, activity TINYINT, ts TIMESTAMPTZ, dwell DOUBLE,
+                                 reason VARCHAR, timestamp_raw VARCHAR, event_type VARCHAR, dwell_raw VARCHAR)"""
+    )
+    # record `ordinal` of a file sits on line ordinal + offset + the lines skipped before it
+    con.execute(
+        "CREATE TABLE line_offsets (file_index INTEGER, offset_ INTEGER, kept_before BIGINT, skipped_before BIGINT)"
+    )
+    for file_index, path in enumerate(paths):  # each file read once, into `checked` and `unreadable`
+        _scan_file(con, file_index, path, config)
     con.execute("CREATE TABLE files (file_index INTEGER, source_file VARCHAR)")
     con.executemany("INSERT INTO files VALUES (?, ?)", [(i, str(p)) for i, p in enumerate(paths)])
+    _write_quarantine(con, quarantine_path)
+    con.execute(
+        f"COPY ({_canonical_sql(config)}) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)",
+        [str(table_path)],
+    )
+
+    report = IngestReport(format="events", inputs=[str(p) for p in paths])
+    counts = con.sql("""SELECT file_index, reason, count(*) FROM (
+                            SELECT file_index, reason FROM checked UNION ALL SELECT file_index, reason FROM unreadable
+                        ) GROUP BY ALL""").fetchall()
+    reasons: Counter = Counter()
+    for file_index, path in enumerate(paths):  # every file, one with nothing readable in it too
+        read = sum(n for i, _, n in counts if i == file_index)
+        kept = sum(n for i, reason, n in counts if i == file_index and reason is None)
+        report.per_file[str(path)] = {"read": read, "kept": kept, "quarantined": read - kept}
+        report.read += read
+        report.kept += kept
+    for _, reason, n in counts:
+        if reason is not None:
+            reasons[reason] += n
+    report.quarantined = report.read - report.kept
+    report.reasons = dict(sorted(reasons.items()))
+    report.sessions = con.sql(  # each session's first micro-behavior
+        "SELECT count(*) FROM read_parquet($path) WHERE position = 0", params={"path": str(table_path)}
+    ).fetchall()[0][0]
+    con.close()
+    if report.kept == 0:
+        raise InputFileError(paths[0], f"no usable event in the input; quarantine reasons: {report.reasons}")
+    return report
+
+
+def _write_quarantine(con, quarantine_path: Path) -> None:
+    """Every quarantined row and unreadable line, with its file, physical line and reason."""
     con.execute(
         """
         COPY (
-          SELECT source_file, _line AS line_number, NULL::INTEGER AS token_index,
+          SELECT source_file, c.ordinal + k.offset_ + k.skipped_before AS line_number, NULL::INTEGER AS token_index,
                  reason,
                  CASE reason
                    WHEN 'unmapped_event_type' THEN 'event type ' || event_type || ' is not in activity_map'
@@ -352,7 +421,9 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
                    WHEN 'non_numeric_field' THEN 'dwell=' || dwell_raw
                    ELSE reason END AS detail,
                  concat_ws(',', user_id, session_raw, timestamp_raw, sku, event_type, dwell_raw, category) AS raw
-          FROM checked JOIN files USING (file_index) WHERE reason IS NOT NULL
+          FROM (SELECT * FROM checked WHERE reason IS NOT NULL) c
+          ASOF JOIN line_offsets k ON c.file_index = k.file_index AND c.ordinal > k.kept_before
+          JOIN files f ON f.file_index = c.file_index
           UNION ALL
           SELECT source_file, line_number, NULL::INTEGER, reason, detail, raw
           FROM unreadable JOIN files USING (file_index)
@@ -362,73 +433,56 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
         [str(quarantine_path)],
     )
 
-    gap_seconds = config.session_gap_minutes * 60
-    session_sql = (
-        "session_raw"
-        if has["session"]
-        else f"""user_id || '#' || sum(CASE WHEN prev_ts IS NULL OR epoch(ts) - epoch(prev_ts) > {gap_seconds}
-                                        THEN 1 ELSE 0 END) OVER (PARTITION BY user_id ORDER BY ts, file_index, _line)"""
-    )
-    dwell_sql = (
+
+def _canonical_sql(config: EventsConfig) -> str:
+    """The kept rows as the canonical table, ordered by session and position, in two passes over
+    each user's events in time order (sessions cut by gap, visits, dwell and intervals all come from
+    the same order: no per-session sort, no join), then one sort by session."""
+    has = {role: bool(column) for role, column in config.columns.items()}
+    part = "session_raw" if has["session"] else "user_id"
+    gap = config.session_gap_minutes * 60
+    new_session = "row_in_part = 1" if has["session"] else f"(prev_ts IS NULL OR epoch(ts) - epoch(prev_ts) > {gap})"
+    session_id = "session_raw" if has["session"] else "user_id || '#' || session_number"
+    # Dwell, when the log has none: from a visit's first event to the first event of the session's next
+    # visit; for the session's last visit, to its last event (the end of the session).
+    dwell = (
         "dwell"
         if has["dwell"]
-        else """CASE WHEN next_visit_ts IS NOT NULL THEN epoch(next_visit_ts) - epoch(visit_start_ts)
-                     ELSE epoch(visit_end_ts) - epoch(visit_start_ts) END"""
+        else """CASE WHEN next_visit_ts IS NOT NULL AND NOT next_visit_starts_session
+                     THEN epoch(next_visit_ts) - epoch(visit_start_ts)
+                     ELSE epoch(session_end_ts) - epoch(visit_start_ts) END"""
     )
-    con.execute(
-        f"""
-        COPY (
-          WITH kept AS (
-            SELECT *, lag(ts) OVER (PARTITION BY user_id ORDER BY ts, file_index, _line) AS prev_ts
-            FROM checked WHERE reason IS NULL
-          ), sessioned AS (
-            SELECT *, {session_sql} AS session_id FROM kept
-          ), ordered AS (
-            SELECT *, row_number() OVER w - 1 AS position,
-                   CASE WHEN lag(sku) OVER w IS DISTINCT FROM sku THEN 1 ELSE 0 END AS visit_starts
-            FROM sessioned WINDOW w AS (PARTITION BY session_id ORDER BY ts, file_index, _line)
-          ), visits AS (
-            SELECT *, sum(visit_starts) OVER (PARTITION BY session_id ORDER BY position) AS visit
-            FROM ordered
-          ), visit_times AS (
-            SELECT session_id, visit, min(ts) AS visit_start_ts, max(ts) AS visit_end_ts
-            FROM visits GROUP BY ALL
-          ), visit_next AS (
-            SELECT *, lead(visit_start_ts) OVER (PARTITION BY session_id ORDER BY visit) AS next_visit_ts
-            FROM visit_times
-          )
-          SELECT v.session_id, v.user_id, v.position::INTEGER AS position, v.sku, v.category,
-                 v.activity::TINYINT AS activity, ({dwell_sql})::DOUBLE AS dwell_seconds,
-                 (epoch(lead(v.ts) OVER (PARTITION BY v.session_id ORDER BY v.position)) - epoch(v.ts))::DOUBLE
-                     AS time_interval_seconds,
-                 v.ts::TIMESTAMPTZ AS timestamp
-          FROM visits v JOIN visit_next n USING (session_id, visit)
-          ORDER BY v.session_id, v.position
-        ) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)
-    """,
-        [str(table_path)],
+    columns = ", ".join(
+        ["user_id", "sku", "category", "activity", "ts"]
+        + (["session_raw"] if has["session"] else [])
+        + (["dwell"] if has["dwell"] else [])
     )
-
-    report = IngestReport(format="events", inputs=[str(p) for p in paths])
-    counted = """SELECT file_index, reason FROM checked UNION ALL SELECT file_index, reason FROM unreadable"""
-    per_file = dict(
-        (i, (n_read, n_kept))
-        for i, n_read, n_kept in con.sql(f"""
-            SELECT file_index, count(*), count(*) FILTER (reason IS NULL) FROM ({counted}) GROUP BY file_index
-        """).fetchall()
-    )
-    for file_index, path in enumerate(paths):  # every file, one with nothing readable in it too
-        n_read, n_kept = per_file.get(file_index, (0, 0))
-        report.per_file[str(path)] = {"read": n_read, "kept": n_kept, "quarantined": n_read - n_kept}
-        report.read += n_read
-        report.kept += n_kept
-    report.quarantined = report.read - report.kept
-    reasons = con.sql(f"SELECT reason, count(*) FROM ({counted}) WHERE reason IS NOT NULL GROUP BY reason").fetchall()
-    report.reasons = dict(sorted(Counter(dict(reasons)).items()))
-    report.sessions = con.sql(
-        "SELECT count(DISTINCT session_id) FROM read_parquet($path)", params={"path": str(table_path)}
-    ).fetchall()[0][0]
-    con.close()
-    if report.kept == 0:
-        raise InputFileError(paths[0], f"no usable event in the input; quarantine reasons: {report.reasons}")
-    return report
+    return f"""
+      WITH first_pass AS (  -- only the columns the table needs travel through the sorts
+        SELECT {columns}, lag(ts) OVER w AS prev_ts, lag(sku) OVER w AS prev_sku,
+               lead(ts) OVER w AS next_ts, row_number() OVER w AS row_in_part
+        FROM checked WHERE reason IS NULL
+        WINDOW w AS (PARTITION BY {part} ORDER BY ts, file_index, ordinal)
+      ), flagged AS (
+        SELECT *, {new_session} AS new_session, ({new_session}) OR prev_sku IS DISTINCT FROM sku AS new_visit
+        FROM first_pass
+      ), second_pass AS (
+        SELECT *,
+          sum(new_session::INTEGER) OVER upto AS session_number,
+          row_in_part - max(CASE WHEN new_session THEN row_in_part END) OVER upto AS position,
+          lead(new_session) OVER w AS next_starts_session,
+          max(CASE WHEN new_visit THEN ts END) OVER upto AS visit_start_ts,
+          lead(CASE WHEN new_visit THEN ts END IGNORE NULLS) OVER w AS next_visit_ts,
+          lead(CASE WHEN new_visit THEN new_session END IGNORE NULLS) OVER w AS next_visit_starts_session,
+          coalesce(lead(CASE WHEN new_session THEN prev_ts END IGNORE NULLS) OVER w,
+                   last_value(ts) OVER (w ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)) AS session_end_ts
+        FROM flagged
+        WINDOW w AS (PARTITION BY {part} ORDER BY row_in_part),  -- the first pass's order, as one integer
+               upto AS (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+      )
+      SELECT {session_id} AS session_id, user_id, position::INTEGER AS position, sku, category,
+             activity::TINYINT AS activity, ({dwell})::DOUBLE AS dwell_seconds,
+             (CASE WHEN NOT next_starts_session THEN epoch(next_ts) - epoch(ts) END)::DOUBLE AS time_interval_seconds,
+             ts::TIMESTAMPTZ AS timestamp
+      FROM second_pass
+      ORDER BY session_id, position"""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rib.artifacts import MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE
@@ -37,6 +38,9 @@ def ingest_logs(config: DataConfig, out_dir: str | Path) -> IngestReport:
         seen[Path(path).resolve()] = path
     out_dir = Path(out_dir)
     staging = new_staging(out_dir, ".ingest-")
+    # The inputs' md5 is read beside the engine (hashlib and DuckDB both release the GIL).
+    hashing = ThreadPoolExecutor(1, thread_name_prefix="rib-md5")
+    version = hashing.submit(data_version, config.inputs)
     try:
         table_path = staging / MICRO_BEHAVIORS_FILE
         quarantine_path = staging / QUARANTINE_FILE
@@ -56,9 +60,10 @@ def ingest_logs(config: DataConfig, out_dir: str | Path) -> IngestReport:
             raise AssertionError(
                 f"ingest lost rows: read {report.read} != kept {report.kept} + quarantined {report.quarantined}"
             )
-        report.data_version = data_version(config.inputs)
+        report.data_version = version.result()
         publish(staging, out_dir, report)
     finally:
+        hashing.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(staging, ignore_errors=True)
     return report
 

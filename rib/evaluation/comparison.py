@@ -27,6 +27,10 @@ from rib.schema import VARIANT_NAMES, VISITS
 
 # "RIB-untrained": a trained mixture's row at its initialization (written by every RIB training, rib.steps)
 UNTRAINED_SUFFIX = "-untrained"
+# A trained network whose validation Recall@k is below this share of the best baseline that is not
+# learned (rib.models.baselines.NOT_LEARNED) is marked: its settings do not suit this log.
+COLLAPSE_SHARE = 0.5
+COLLAPSE_ADVICE = "possibly collapsed: tune it on this log"
 
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
@@ -78,6 +82,7 @@ def build_comparison(evaluated: list[Evaluated], evaluation: EvaluationConfig, *
             ):
                 if row["variant"] is not None and reference != key and reference in vectors:
                     row[f"{metric}_vs_{suffix}"] = _paired(vectors, key, reference, metric, resamples)
+    _mark_collapsed(rows, k)
     return {
         "data": data,
         "synthetic": synthetic,
@@ -87,6 +92,27 @@ def build_comparison(evaluated: list[Evaluated], evaluation: EvaluationConfig, *
         "bootstrap": evaluation.bootstrap,
         "results": rows,
     }
+
+
+def _mark_collapsed(rows: list[dict], k: int) -> None:
+    """`collapsed` on each trained network's row (one with epochs) whose validation Recall@k is below
+    COLLAPSE_SHARE of the best not-learned baseline's: what a user must not read as a result."""
+    from rib.models.baselines import NOT_LEARNED
+
+    metric = f"validation_recall@{k}"
+    counted = [r for r in rows if r["variant"] is None and r["model"] in NOT_LEARNED]
+    reference = max(counted, key=lambda r: r[metric], default=None)
+    if reference is None:
+        return
+    for row in rows:
+        trained = any("best_epoch" in s for f in row["per_fold"] for s in f["per_seed"])
+        if trained and row[metric] < COLLAPSE_SHARE * reference[metric]:
+            row["collapsed"] = {
+                "validation_recall": row[metric],
+                "reference": reference["model"],
+                "reference_validation_recall": reference[metric],
+                "advice": COLLAPSE_ADVICE,
+            }
 
 
 def _row(key: tuple, by_fold: dict[int, list[Evaluated]], vectors: dict, k: int, synthetic: bool) -> dict:
@@ -197,14 +223,30 @@ def comparison_markdown(document: dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        name = f"{r['model']} ({COLLAPSE_ADVICE})" if "collapsed" in r else r["model"]
         lines.append(
-            f"| {r['model']} | {r['variant_name']} | {r[f'recall@{k}']:.4f} ± {r[f'recall@{k}_std']:.4f} "
+            f"| {name} | {r['variant_name']} | {r[f'recall@{k}']:.4f} ± {r[f'recall@{k}_std']:.4f} "
             f"| {difference_text(r, f'recall@{k}_vs_best_baseline')} "
             f"| {r[f'mrr@{k}']:.4f} ± {r[f'mrr@{k}_std']:.4f} | {difference_text(r, f'mrr@{k}_vs_best_baseline')} "
             f"| {difference_text(r, f'recall@{k}_vs_visits')} | {difference_text(r, f'mrr@{k}_vs_visits')} "
             f"| {difference_text(r, f'recall@{k}_vs_sku')} | {difference_text(r, f'mrr@{k}_vs_sku')} "
             f"| {r['n_test']} | {r['oov_test_targets']} | {r['folds']} × {r['seeds']} |"
         )
+    collapsed = [r for r in rows if "collapsed" in r]
+    if collapsed:
+        share = f"{COLLAPSE_SHARE:g}"
+        lines += [
+            "",
+            f"Possibly collapsed (validation Recall@{k} below {share} of the best counted baseline's): "
+            "`rib benchmark --tune N` tunes every learned model on this log's validation split first.",
+            "",
+        ]
+        for r in collapsed:
+            c = r["collapsed"]
+            lines.append(
+                f"- {r['model']} {r['variant_name']}: validation Recall@{k} {c['validation_recall']:.4f}, "
+                f"{c['reference']} {c['reference_validation_recall']:.4f}"
+            )
     trained = [r for r in rows if f"recall@{k}_vs_untrained" in r]
     if trained:
         lines += ["", "What training adds (trained minus the same model at its initialization, paired):", ""]

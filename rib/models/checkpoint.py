@@ -46,7 +46,7 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().float().cpu().numpy() for name, tensor in model.state_dict().items()}
     np.savez(folder / WEIGHTS, **state)
-    config = {"network": network_name(model.config), "model": dataclasses.asdict(model.config), **extra}
+    config = {"network": network_name(model), "model": dataclasses.asdict(model.config), **extra}
     (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     (folder / VOCAB).write_text(json.dumps(vocab) + "\n")
     if training_state is not None:
@@ -78,7 +78,7 @@ def load_checkpoint(folder: str | Path, device: str = "cpu") -> Checkpoint:
     folder = Path(folder)
     config = json.loads((folder / CONFIG).read_text())
     vocab = json.loads((folder / VOCAB).read_text())
-    model = build_network(config_from_dict(config["network"], config["model"]))
+    model = build_network(config_from_dict(config["network"], config["model"]), config["network"])
     with np.load(folder / WEIGHTS, allow_pickle=False) as weights:
         state = {name: torch.from_numpy(weights[name]) for name in weights.files}
     model.load_state_dict(state)

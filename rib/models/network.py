@@ -3,7 +3,9 @@ whole catalog, the loss of every prefix target in one pass, and the scorer.
 
 A subclass (RIB, SASRec, NARM) writes `encode`: from the inputs x (B, T, F) of every prefix at once
 to pooled vectors o (B, T, H) and attention weights α (B, T, T) (row t over the positions u <= t
-that prefix t reads; one-hot on t for a model without attention). The rest is here:
+that prefix t reads; one-hot on t for a model without attention). A session-graph network (SR-GNN,
+MKM-SR, EMBSR: rib/models/graph.py), whose prefixes cannot share one pass, writes `encode_at`
+instead: only the prefixes that predict a target, each encoded as a session of its own. The rest is here:
 
     logits = W_o o + b_o over every product (or o projected and scored against the SKU embeddings)
     with `repeat`, a repeat-explore mixture (RepeatNet, Ren et al. AAAI 2019):
@@ -145,6 +147,15 @@ class NextItemNetwork(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.encode(x)
 
+    def encode_at(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The prefixes ending at the flat positions `index` (N,) of x (row * T + position): their
+        pooled vectors (N, H), attention (N, T) and the repeat part's weights (N, T). Here every
+        prefix is encoded at once and those rows kept; a network that must encode each prefix on
+        its own (a session graph, rib/models/graph.py) encodes only these."""
+        pooled, alpha = self.encode(x)
+        weights = self.repeat_weights(x, alpha) if self.repeat else alpha
+        return pooled.flatten(0, 1)[index], alpha.flatten(0, 1)[index], weights.flatten(0, 1)[index]
+
     def output_layer(self, pooled: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(input to the softmax layer, its weight (V, ·), its bias (V,))."""
         if hasattr(self, "output_projection"):
@@ -174,9 +185,8 @@ class NextItemNetwork(nn.Module):
         if self.config.variant == VISITS:  # a visit's last micro-behavior is where its prefix predicts
             x, order, valid = visits_only(x)
             target_mask = target_mask.gather(1, order) & valid
-        pooled, alpha = self.encode(x)
         index = target_mask.flatten().nonzero().squeeze(1)  # (N,) one device-to-host sync
-        o = pooled.flatten(0, 1)[index]  # (N, H)
+        o, _, repeat_rows = self.encode_at(x, index)  # (N, H), (N, T)
         inputs, weight, bias = self.output_layer(o)
         if sampler is None:
             nll = linear_cross_entropy(inputs, weight, bias, targets, chunk, compute_dtype, compile)  # (N,)
@@ -187,7 +197,7 @@ class NextItemNetwork(nn.Module):
             return reduce(nll)
         sku = x[..., 0]
         rows = sku[index // sku.shape[1]]  # (N, T): the row each target's prefix comes from
-        weights = self.repeat_weights(x, alpha).flatten(0, 1)[index].float()  # (N, T)
+        weights = repeat_rows.float()  # (N, T)
         parts = self.session_parts(rows, weights, targets, neighbor_prob)  # each (N,)
         gate = self.repeat_gate(o).float()  # (N, P)
         explore_log_prob = -nll
@@ -231,15 +241,13 @@ class NextItemNetwork(nn.Module):
         return self._score(x, lengths, neighbor_prob)
 
     def _score(self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None) -> tuple[Tensor, Tensor]:
-        pooled, alpha = self.encode(x)
         rows, last = torch.arange(len(lengths), device=x.device), lengths - 1
-        attention = alpha[rows, last]  # (B, T)
-        o = pooled[rows, last]  # (B, H)
+        o, attention, repeat_rows = self.encode_at(x, rows * x.shape[1] + last)  # (B, H), (B, T), (B, T)
         inputs, weight, bias = self.output_layer(o)
         logits = (inputs @ weight.t() + bias).float()  # (B, V)
         if not self.repeat:
             return logits, attention
-        weights = self.repeat_weights(x, alpha)[rows, last].float()  # (B, T)
+        weights = repeat_rows.float()  # (B, T)
         parts = self.session_parts(x[..., 0], weights, neighbor_prob=neighbor_prob)  # each (B, V)
         gate = self.repeat_gate(o).float()[:, None, :]  # (B, 1, P)
         if self.explore_new:  # the explore parts rank only the products outside the input

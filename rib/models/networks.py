@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from rib.config import NARMConfig, NetworkConfig, RIBConfig, SASRecConfig
+from rib.config import GraphConfig, NARMConfig, NetworkConfig, RIBConfig, SASRecConfig
+from rib.models.graph import EMBSR, MKMSR, SRGNN
 from rib.models.narm import NARM
 from rib.models.network import NextItemNetwork
 from rib.models.rib import RIB
@@ -14,18 +15,24 @@ NETWORKS: dict[str, tuple[type[NetworkConfig], type[NextItemNetwork]]] = {
     "RIB": (RIBConfig, RIB),
     "SASRec": (SASRecConfig, SASRec),
     "NARM": (NARMConfig, NARM),
+    "SR-GNN": (GraphConfig, SRGNN),
+    "MKM-SR": (GraphConfig, MKMSR),
+    "EMBSR": (GraphConfig, EMBSR),
 }
 
 
-def build_network(config: NetworkConfig) -> NextItemNetwork:
+def build_network(config: NetworkConfig, name: str | None = None) -> NextItemNetwork:
+    """The network of `name` (needed where several share one config class: the graph networks)."""
+    if name is not None and name in NETWORKS:
+        return NETWORKS[name][1](config)
     for config_class, network_class in NETWORKS.values():
         if type(config) is config_class:
             return network_class(config)
     raise ValueError(f"no network for {type(config).__name__}")
 
 
-def network_name(config: NetworkConfig) -> str:
-    return next(name for name, (config_class, _) in NETWORKS.items() if type(config) is config_class)
+def network_name(network: NextItemNetwork) -> str:
+    return next(name for name, (_, network_class) in NETWORKS.items() if type(network) is network_class)
 
 
 # Settings added after checkpoints were first written, with the value that reads an older checkpoint

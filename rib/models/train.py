@@ -262,6 +262,7 @@ def train_network(
     neighbors=None,
     on_epoch: Callable[[dict], None] | None = None,
     progress_dir: Path | None = None,
+    network: str | None = None,
 ) -> TrainResult:
     """Train on `features.train`, keep the epoch with the best validation figures. `neighbors`: the
     fitted V-SKNN index a network with `neighbors` mixes in; `on_epoch` sees each epoch's record (a
@@ -270,6 +271,7 @@ def train_network(
     `progress_dir`: after every epoch the whole state (weights, optimizer, early stopping, the
     shuffling and dropout random generators) is written there, all or nothing; a run of the same
     settings that finds it goes on after that epoch, and ends exactly as an uninterrupted run would.
+    `network`: which network to build where the config class does not say (SR-GNN, MKM-SR, EMBSR).
 
     Under `torchrun` every rank runs this: DistributedDataParallel, each rank gathering its part of
     every global batch, validation split across ranks and its figures summed, so early stopping
@@ -281,7 +283,7 @@ def train_network(
     torch.manual_seed(config.seed)
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
-    model = build_network(model_config)
+    model = build_network(model_config, network)
     if model.neighbors and neighbors is None:
         raise ValueError("a network with neighbors needs the fitted session neighbourhood")
     if pretrained and model_config.word2vec_init:
@@ -593,6 +595,7 @@ class NetworkRecommender:
             self.neighbors,
             self.on_epoch,
             self.progress_dir,
+            self.name,
         )
         self.model = self.result.model
         return self
