@@ -335,7 +335,7 @@ class Params:
         tuned = self.tuned.get(f"{name}/{variant}") or self.tuned.get(name) or {}
         model = dataclasses.replace(getattr(self, section), **tuned.get("model", {}))
         own = {key: getattr(model, key) for key in model.OWN_TRAINING if getattr(model, key) is not None}
-        return model, dataclasses.replace(self.train, **own, **tuned.get("train", {}))
+        return model, dataclasses.replace(self.train, **(own | tuned.get("train", {})))
 
 
 # ---------------------------------------------------------------------------------------------

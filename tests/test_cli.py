@@ -74,7 +74,7 @@ def test_benchmark_tunes_each_learned_model_on_the_logs_validation_split_first(t
     from rib.data.synthetic import generate
 
     data = tmp_path / "syn.parquet"
-    generate(SyntheticConfig(n_sessions=200, n_skus=120, seed=5), data)
+    generate(SyntheticConfig(n_sessions=150, n_skus=80, mean_visits=6, max_visits=15, seed=5), data)
     params = tmp_path / "params.yaml"
     params.write_text(
         "experiment: {models: [], variants: [sku, sku_micro]}\n"
