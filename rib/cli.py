@@ -147,7 +147,6 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
     from rib.evaluation.comparison import comparison_markdown
-    from rib.ops.tracking import TrackingConfig
 
     params = _load(args)
     data = dataclasses.replace(params.data, format=args.format, inputs=args.inputs, events_config=args.config)
@@ -161,10 +160,23 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
         baselines=[m for m in chosen if m not in MODELS],
         models=[m for m in chosen if m in MODELS],
         variants=args.variants or experiment.variants,
-        tune_trials=args.tune,
-        tracking=TrackingConfig(tracking_uri=args.mlflow) if args.tune else None,
+        tune=_benchmark_tuning(args, chosen) if args.tune else None,
     )
     print(comparison_markdown(document))
+
+
+def _benchmark_tuning(args: argparse.Namespace, models: list[str]):
+    """`rib benchmark --tune N`: N trials per learned model, logged to --mlflow (rib.tuning.tune_benchmark)."""
+    import functools
+
+    from rib.ops.tracking import TrackingConfig
+    from rib.tuning import tune_benchmark
+
+    variants = args.variants or _load(args).experiment.variants
+    tracking = TrackingConfig(tracking_uri=args.mlflow)
+    return functools.partial(
+        tune_benchmark, models=models, variants=variants, trials=args.tune, tracking=tracking, log=print
+    )
 
 
 def _cmd_tune(args: argparse.Namespace) -> None:

@@ -88,3 +88,8 @@ def is_synthetic(parquet_path: str) -> bool:
 
     metadata = pq.read_schema(parquet_path).metadata or {}
     return metadata.get(SYNTHETIC_METADATA_KEY) == b"true"
+
+
+# The baselines counted from the training sessions, never trained (rib/models/baselines.py): what a
+# trained network that collapsed falls far below (rib.evaluation.comparison marks it).
+COUNTED_BASELINES = ("POP", "S-POP", "S-POP Visits", "Item-KNN", "S-POP+Item-KNN", "SKNN", "V-SKNN")

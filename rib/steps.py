@@ -460,16 +460,16 @@ def run_benchmark(
     models: list[str],
     variants: list[str],
     log: Callable[[str], None] = print,
-    tune_trials: int = 0,
-    tracking=None,
+    tune: Callable[[Params, ArtifactPaths], dict] | None = None,
 ) -> dict:
     """The same steps as the pipeline, repeated: ingest once under `out`; for each fold (a session
     split with its own split seed) features under `out/fold<F>`; for each seed word2vec, every
     baseline and every model under `out/fold<F>/seed<S>` (model seeds move with fold and seed);
     the comparison over every fold and seed in `out/comparison`.
 
-    `tune_trials` N: first N trials per learned model on the first fold's validation split (its
-    test split is never read), written to `out/tuned.json` and used for every fold (rib.tuning)."""
+    `tune` (`rib benchmark --tune N`: rib.tuning.tune_benchmark): called once, on the first fold's
+    paths, before any model trains; the `tuned` entries it returns (settings chosen on that fold's
+    validation split, its test split never read) are written to `out/tuned.json` and used for every fold."""
     out = Path(out)
     paths = ArtifactPaths.under(out)
     params = dataclasses.replace(
@@ -490,12 +490,9 @@ def run_benchmark(
                 ingest=paths.ingest, features=fold_paths.features
             )
             run_word2vec(seeded, run)
-            if tune_trials and not (out / "tuned.json").exists():  # once, on the first fold's validation split
-                from rib.tuning import tune_benchmark
-
-                tuned = tune_benchmark(seeded, run, [*baselines, *models], variants, tune_trials, tracking, log)
-                (out / "tuned.json").write_text(json.dumps(tuned, indent=2) + "\n")
-            if tune_trials:
+            if tune is not None and not (out / "tuned.json").exists():  # once, on the first fold's validation split
+                (out / "tuned.json").write_text(json.dumps(tune(seeded, run), indent=2) + "\n")
+            if tune is not None:
                 tuned = json.loads((out / "tuned.json").read_text())
                 seeded = dataclasses.replace(seeded, tuned={**seeded.tuned, **tuned})
             run_baselines(seeded, run, [b for b in baselines if seed == 0 or b not in DETERMINISTIC_BASELINES])

@@ -123,3 +123,10 @@ def test_a_network_far_below_the_counted_baselines_on_validation_is_marked_possi
     text = comparison_markdown(document)
     assert "| SASRec (possibly collapsed: tune it on this log) |" in text and "| GRU4Rec |" in text
     assert "- SASRec -: validation Recall@20 0.1400, S-POP 0.3000" in text
+
+
+def test_the_counted_baselines_are_baselines_that_are_never_trained():
+    from rib.models.baselines import BASELINES, BPRMF
+    from rib.schema import COUNTED_BASELINES
+
+    assert set(COUNTED_BASELINES) <= set(BASELINES) and BPRMF.name not in COUNTED_BASELINES

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from rib.config import EvaluationConfig
-from rib.schema import VARIANT_NAMES, VISITS
+from rib.schema import COUNTED_BASELINES, VARIANT_NAMES, VISITS
 
 # "RIB-untrained": a trained mixture's row at its initialization (written by every RIB training, rib.steps)
 UNTRAINED_SUFFIX = "-untrained"
 # A trained network whose validation Recall@k is below this share of the best baseline that is not
-# learned (rib.models.baselines.NOT_LEARNED) is marked: its settings do not suit this log.
+# learned (rib.schema.COUNTED_BASELINES) is marked: its settings do not suit this log.
 COLLAPSE_SHARE = 0.5
 COLLAPSE_ADVICE = "possibly collapsed: tune it on this log"
 
@@ -97,10 +97,8 @@ def build_comparison(evaluated: list[Evaluated], evaluation: EvaluationConfig, *
 def _mark_collapsed(rows: list[dict], k: int) -> None:
     """`collapsed` on each trained network's row (one with epochs) whose validation Recall@k is below
     COLLAPSE_SHARE of the best not-learned baseline's: what a user must not read as a result."""
-    from rib.models.baselines import NOT_LEARNED
-
     metric = f"validation_recall@{k}"
-    counted = [r for r in rows if r["variant"] is None and r["model"] in NOT_LEARNED]
+    counted = [r for r in rows if r["variant"] is None and r["model"] in COUNTED_BASELINES]
     reference = max(counted, key=lambda r: r[metric], default=None)
     if reference is None:
         return

@@ -339,9 +339,6 @@ BASELINES = {
     )
 }
 NEEDS_WORD2VEC = {Word2VecLast.name, Word2VecAvg.name}
-# Counted from the training sessions, never trained: what a trained network that collapsed falls far
-# below (rib.evaluation.comparison marks it).
-NOT_LEARNED = {m.name for m in (Pop, SessionPop, SessionPopVisits, ItemKNN, SessionPopItemKNN, SessionKNN, VSessionKNN)}
 
 
 def make_baseline(name: str, bpr: BPRConfig, evaluation: EvaluationConfig, word2vec_sku: np.ndarray | None = None):
