@@ -217,6 +217,9 @@ def run_baselines(params: Params, paths: ArtifactPaths, names: list[str] | None 
         recommender = make_recommender(name, None, params, paths).fit(features)
         record = {"model": name, "variant": None, "seed": params.bpr.seed if name == "BPR-MF" else None}
         record["fit_seconds"] = round(time.perf_counter() - started, 3)
+        if getattr(recommender, "result", None) is not None:  # a trained network (GRU4Rec, NARM, SASRec)
+            record |= {"seed": params.train.seed, "best_epoch": recommender.result.best_epoch}
+            record["history"] = recommender.result.history
         records.append(record | evaluate_recommender(recommender, features, params, baseline_ranks_file(paths, name)))
     paths.baselines.mkdir(parents=True, exist_ok=True)
     (paths.baselines / "records.json").write_text(json.dumps(records, indent=2) + "\n")

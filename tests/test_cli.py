@@ -82,19 +82,24 @@ def test_benchmark_tunes_each_learned_model_on_the_logs_validation_split_first(t
     )
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     argv = ["--params", str(params), "benchmark", "--format", "canonical", "--out", str(tmp_path / "b"), str(data)]
-    assert main([*argv, "--folds", "2", "--models", "S-POP", "SR-GNN", "MKM-SR", "--tune", "2", "--mlflow", store]) == 0
+    models = ["S-POP", "GRU4Rec", "SR-GNN", "MKM-SR"]
+    assert main([*argv, "--folds", "2", "--models", *models, "--tune", "2", "--mlflow", store]) == 0
     tuned = json.loads((tmp_path / "b" / "tuned.json").read_text())
-    assert set(tuned) == {"SR-GNN/sku", "MKM-SR/sku_micro"}
+    assert set(tuned) == {"GRU4Rec", "SR-GNN/sku", "MKM-SR/sku_micro"}
+    records = json.loads((tmp_path / "b" / "fold1" / "seed0" / "baselines" / "records.json").read_text())
+    gru4rec = next(r for r in records if r["model"] == "GRU4Rec")
+    assert gru4rec["best_epoch"] == 1 and len(gru4rec["history"]) == 1  # a trained network: its collapse is judged
     assert {"d_sku", "steps", "dropout"} <= set(tuned["SR-GNN/sku"]["model"])
     document = json.loads((tmp_path / "b" / "comparison" / "comparison.json").read_text())
     rows = {(r["model"], r["variant"]): r for r in document["results"]}
-    assert set(rows) == {("S-POP", None), ("SR-GNN", "sku"), ("MKM-SR", "sku_micro")}
+    assert set(rows) == {("S-POP", None), ("GRU4Rec", None), ("SR-GNN", "sku"), ("MKM-SR", "sku_micro")}
     for fold in ("fold0", "fold1"):  # every fold trained with the tuned settings
         record = json.loads((tmp_path / "b" / fold / "seed0" / "models" / "SR-GNN-sku" / "metrics.json").read_text())
         assert record["model_config"]["d_sku"] == tuned["SR-GNN/sku"]["model"]["d_sku"]
     mlflow.set_tracking_uri(store)
     trials = mlflow.search_runs(experiment_names=["rib-tuning"])
-    assert sorted(trials["tags.study"].value_counts().to_dict().items()) == [("MKM-SR/sku_micro", 2), ("SR-GNN/sku", 2)]
+    studies = sorted(trials["tags.study"].value_counts().to_dict().items())
+    assert studies == [("GRU4Rec", 2), ("MKM-SR/sku_micro", 2), ("SR-GNN/sku", 2)]
     assert "tuning SR-GNN/sku: 2 trials" in capsys.readouterr().out
 
 
