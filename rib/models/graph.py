@@ -48,7 +48,7 @@ def node_of_position(sku: Tensor) -> Tensor:
     return same.int().argmax(dim=2)  # the first True
 
 
-def session_graph(sku: Tensor, valid: Tensor, self_loops: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+def session_graph(sku: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """SR-GNN's graph of each row: (node (N, W), A_in (N, W, W), A_out (N, W, W)); A_in[i, j] = 1 /
     in-degree(i) for an edge j -> i, A_out[i, j] = 1 / out-degree(i) for an edge i -> j (an edge
     counted once however often it is taken). Nodes live at their first positions; the other
@@ -56,9 +56,7 @@ def session_graph(sku: Tensor, valid: Tensor, self_loops: bool = True) -> tuple[
     N, W = sku.shape
     node = node_of_position(sku)
     src, dst = node[:, :-1], node[:, 1:]
-    taken = valid[:, 1:]
-    if not self_loops:
-        taken = taken & (sku[:, 1:] != sku[:, :-1])
+    taken = valid[:, 1:]  # a product's consecutive micro-behaviors: a self-loop, as SR-GNN's code builds it
     edges = sku.new_zeros(N, W * W, dtype=torch.float32).scatter_add_(1, src * W + dst, taken.float())
     edges = (edges > 0).float().view(N, W, W)  # (N, W, W) edges[i, j]: i -> j
     a_out = edges / edges.sum(dim=2, keepdim=True).clamp_min(1)
