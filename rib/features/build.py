@@ -42,7 +42,6 @@ from rib.features.shared import (
     bucket_sql,
     check_timestamps,
     check_training_split,
-    examples_sql,
     interval_sql,
     split_cuts,
 )
@@ -87,6 +86,7 @@ def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[floa
     con.execute(
         """CREATE TEMP TABLE mb AS
            SELECT session_id, position, sku, activity, dwell_seconds, timestamp, gap_seconds,
+                  lag_sku IS DISTINCT FROM sku AS starts_macro,
                   sum(CASE WHEN lag_sku IS DISTINCT FROM sku THEN 1 ELSE 0 END)
                       OVER (PARTITION BY session_id ORDER BY position) - 1 AS macro
            FROM (SELECT *, lag(sku) OVER (PARTITION BY session_id ORDER BY position) AS lag_sku,
@@ -120,15 +120,28 @@ def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[floa
                     SELECT (row_number() OVER (ORDER BY n DESC, sku) + 1)::INTEGER AS sku_id, sku, n AS train_count
                     FROM (SELECT sku, count(*) AS n FROM train_mb GROUP BY sku)
                     WHERE n >= {config.min_sku_count}""")
+    # A micro-behavior's place in its split's arrays: its session's first place (the micro-behaviors
+    # of the sessions before it, a running sum over the small sessions table) plus its position. The
+    # Spark engine numbers the same places with a global row number (rib/features/spark.py).
+    con.execute("""CREATE TEMP TABLE session_offsets AS
+                   SELECT session_id, s.split, s.session_index, s.n_macro,
+                          sum(n_micro) OVER (PARTITION BY split ORDER BY session_index
+                                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS first_flat
+                   FROM sessions s""")
     con.execute(f"""CREATE TEMP TABLE encoded AS
                     SELECT s.split, s.session_index, m.position, m.macro::INTEGER AS macro,
                            coalesce(v.sku_id, {OOV})::INTEGER AS sku_id, m.activity::TINYINT AS activity,
                            {bucket_sql("dwell_seconds", edges)}::TINYINT AS dwell_bucket,
                            {interval_sql(interval_edges)}::TINYINT AS interval_bucket,
-                           (row_number() OVER (PARTITION BY s.split ORDER BY s.session_index, m.position) - 1)::BIGINT
-                               AS flat_index
-                    FROM mb m JOIN sessions s USING (session_id) LEFT JOIN sku_vocab v USING (sku)""")
-    con.execute(f"CREATE TEMP TABLE examples AS {examples_sql(config.max_len)}")
+                           (coalesce(s.first_flat, 0) + m.position)::BIGINT AS flat_index,
+                           m.starts_macro, s.n_macro
+                    FROM mb m JOIN session_offsets s USING (session_id) LEFT JOIN sku_vocab v USING (sku)""")
+    # examples_sql (shared with Spark) finds the macro starts with a window; here they are known.
+    con.execute(f"""CREATE TEMP TABLE examples AS
+                    SELECT split, session_index, flat_index AS end_index, sku_id AS target,
+                           macro = n_macro - 1 AS is_last,
+                           greatest(flat_index - position, flat_index - {int(config.max_len)}) AS start_index
+                    FROM encoded WHERE starts_macro AND macro >= 1""")
     return edges, interval_edges
 
 
@@ -202,10 +215,12 @@ def _column(con, sql: str, dtype) -> np.ndarray:
 
 def _write_split(con, folder: Path, split: str) -> dict:
     folder.mkdir(parents=True)
+    # Read in any order and put in place by flat_index (dense 0..n-1): no sort of the whole split.
     rows = con.sql(
-        f"SELECT sku_id, activity, dwell_bucket, interval_bucket, macro FROM encoded "
-        f"WHERE split = '{split}' ORDER BY flat_index"
+        "SELECT flat_index, sku_id, activity, dwell_bucket, interval_bucket, macro "
+        f"FROM encoded WHERE split = '{split}'"
     ).to_arrow_table()
+    place = _as(rows, "flat_index", np.int64)
     for name, column, dtype in (
         ("sku", "sku_id", np.int32),
         ("activity", "activity", np.int8),
@@ -213,7 +228,9 @@ def _write_split(con, folder: Path, split: str) -> dict:
         ("interval", "interval_bucket", np.int8),
         ("macro", "macro", np.int32),
     ):
-        np.save(folder / f"{name}.npy", _as(rows, column, dtype))
+        values = np.empty(len(place), dtype)
+        values[place] = _as(rows, column, dtype)
+        np.save(folder / f"{name}.npy", values)
     lengths = _column(con, f"SELECT n_micro FROM sessions WHERE split = '{split}' ORDER BY session_index", np.int64)
     np.save(folder / "session_offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
 
