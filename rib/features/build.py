@@ -216,11 +216,9 @@ def _column(con, sql: str, dtype) -> np.ndarray:
 def _write_split(con, folder: Path, split: str) -> dict:
     folder.mkdir(parents=True)
     # Read in any order and put in place by flat_index (dense 0..n-1): no sort of the whole split.
-    rows = con.sql(
-        "SELECT flat_index, sku_id, activity, dwell_bucket, interval_bucket, macro "
-        f"FROM encoded WHERE split = '{split}'"
-    ).to_arrow_table()
-    place = _as(rows, "flat_index", np.int64)
+    # One column at a time, each read with its places (a scan's order is not repeatable), so memory
+    # holds one column and its places, not the split's rows.
+    n = 0
     for name, column, dtype in (
         ("sku", "sku_id", np.int32),
         ("activity", "activity", np.int8),
@@ -228,9 +226,13 @@ def _write_split(con, folder: Path, split: str) -> dict:
         ("interval", "interval_bucket", np.int8),
         ("macro", "macro", np.int32),
     ):
-        values = np.empty(len(place), dtype)
-        values[place] = _as(rows, column, dtype)
+        table = con.sql(f"SELECT flat_index, {column} FROM encoded WHERE split = '{split}'").to_arrow_table()
+        n = table.num_rows
+        values = np.empty(n, dtype)
+        values[_as(table, "flat_index", np.int64)] = _as(table, column, dtype)
+        del table
         np.save(folder / f"{name}.npy", values)
+        del values
     lengths = _column(con, f"SELECT n_micro FROM sessions WHERE split = '{split}' ORDER BY session_index", np.int64)
     np.save(folder / "session_offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
 
@@ -247,7 +249,7 @@ def _write_split(con, folder: Path, split: str) -> dict:
     np.save(folder / "example_is_last.npy", is_last)
     return {
         "sessions": len(lengths),
-        "micro_behaviors": int(rows.num_rows),
+        "micro_behaviors": n,
         "examples": len(targets),
         "oov_targets": int((targets == OOV).sum()),
         "last_examples": int(is_last.sum()),
