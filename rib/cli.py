@@ -160,19 +160,18 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
         baselines=[m for m in chosen if m not in MODELS],
         models=[m for m in chosen if m in MODELS],
         variants=args.variants or experiment.variants,
-        tune=_benchmark_tuning(args, chosen) if args.tune else None,
+        tune=_benchmark_tuning(args, chosen, args.variants or experiment.variants) if args.tune else None,
     )
     print(comparison_markdown(document))
 
 
-def _benchmark_tuning(args: argparse.Namespace, models: list[str]):
+def _benchmark_tuning(args: argparse.Namespace, models: list[str], variants: list[str]):
     """`rib benchmark --tune N`: N trials per learned model, logged to --mlflow (rib.tuning.tune_benchmark)."""
     import functools
 
     from rib.ops.tracking import TrackingConfig
     from rib.tuning import tune_benchmark
 
-    variants = args.variants or _load(args).experiment.variants
     tracking = TrackingConfig(tracking_uri=args.mlflow)
     return functools.partial(
         tune_benchmark, models=models, variants=variants, trials=args.tune, tracking=tracking, log=print

@@ -265,34 +265,29 @@ class TestSASRec(RecommenderContract):
 SMALL_GRAPH = GraphConfig(d_sku=16, d_activity=4, d_dwell=4)
 
 
-class TestSRGNN(RecommenderContract):
+class GraphContract(RecommenderContract):
+    """A session-graph network (SR-GNN, MKM-SR, EMBSR) on one input variant."""
+
     learns_order = True
     batch_tolerance = 1e-5
+    network, variant = "SR-GNN", "sku"
 
     def make(self, world):
-        config = dataclasses.replace(SMALL_GRAPH, variant="sku")
-        return NetworkRecommender("SR-GNN", config, QUICK, AT_1_2, log=lambda _: None)
+        config = dataclasses.replace(SMALL_GRAPH, variant=self.variant)
+        return NetworkRecommender(self.network, config, QUICK, AT_1_2, log=lambda _: None)
 
 
-class TestSRGNNOnVisits(TestSRGNN):
-    def make(self, world):
-        config = dataclasses.replace(SMALL_GRAPH, variant="visits")
-        return NetworkRecommender("SR-GNN", config, QUICK, AT_1_2, log=lambda _: None)
+class TestSRGNN(GraphContract):
+    pass
 
 
-class TestMKMSR(RecommenderContract):
-    learns_order = True
-    batch_tolerance = 1e-5
-
-    def make(self, world):
-        config = dataclasses.replace(SMALL_GRAPH, variant="sku_micro")
-        return NetworkRecommender("MKM-SR", config, QUICK, AT_1_2, log=lambda _: None)
+class TestSRGNNOnVisits(GraphContract):
+    variant = "visits"
 
 
-class TestEMBSR(RecommenderContract):
-    learns_order = True
-    batch_tolerance = 1e-5
+class TestMKMSR(GraphContract):
+    network, variant = "MKM-SR", "sku_micro"
 
-    def make(self, world):
-        config = dataclasses.replace(SMALL_GRAPH, variant="sku_micro")
-        return NetworkRecommender("EMBSR", config, QUICK, AT_1_2, log=lambda _: None)
+
+class TestEMBSR(GraphContract):
+    network, variant = "EMBSR", "sku_micro"

@@ -27,13 +27,13 @@ def profile(micro_behaviors: str | Path, sample_rows: int = SAMPLE_ROWS) -> dict
 
 def _profile(con, micro_behaviors: str | Path, sample_rows: int) -> dict:
     path = str(micro_behaviors)
-    n, n_sessions = con.execute(
-        "SELECT count(*), count(*) FILTER (position = 0) FROM read_parquet(?)", [path]
-    ).fetchall()[0]
-    share = min(1.0, sample_rows / max(n, 1))
+    rows = con.execute("SELECT count(*) FROM read_parquet(?)", [path]).fetchall()[0][0]  # the Parquet footer's
+    share = min(1.0, sample_rows / max(rows, 1))
     sampled = share < 1.0
     distinct = "approx_count_distinct(sku)" if sampled else "count(DISTINCT sku)"
-    n_skus = con.execute(f"SELECT {distinct} FROM read_parquet(?)", [path]).fetchall()[0][0]
+    n, n_sessions, n_skus = con.execute(  # the totals in one scan
+        f"SELECT count(*), count(*) FILTER (position = 0), {distinct} FROM read_parquet(?)", [path]
+    ).fetchall()[0]
     where = f"WHERE hash(session_id) % 1000000 < {int(share * 1_000_000)}" if sampled else ""
     con.execute(
         f"""CREATE TEMP TABLE mb AS
