@@ -12,6 +12,8 @@ so that its wall time and peak resident memory are its own:
 
     bare        ../shared/bench/bare_ingest.py on the same file, right after the ingest: one bare
                 DuckDB pass (read, map, sessions, positions, intervals, sort, Parquet), the yardstick
+    spark       the same ingest on Spark (data.engine spark, local[2]; rib/data/events_spark.py),
+                its report checked against the DuckDB ingest's (read, kept, reasons, sessions)
 
 Targets on the 2-core machine (issue 21): the ingest within 2x of the bare pass; the raw suite
 under 30 s and features under 90 s at 100M rows, each under 6 GB; raw log to training arrays
@@ -79,15 +81,21 @@ def stage_generate(out: Path, rows: int, seed: int = 0) -> None:
     print(json.dumps({"rows": written, "users": user, "bytes": path.stat().st_size}))
 
 
-def stage_ingest(out: Path) -> None:
-    from rib.config import DataConfig
+def stage_ingest(out: Path, engine: str = "duckdb") -> None:
+    from rib.config import DataConfig, FeatureConfig
     from rib.data.ingest import ingest_logs
 
     config = DataConfig(
-        format="events", inputs=[str(out / "UserBehavior.csv")], events_config=str(REPO / "docs/examples/taobao.yaml")
+        format="events",
+        inputs=[str(out / "UserBehavior.csv")],
+        events_config=str(REPO / "docs/examples/taobao.yaml"),
+        engine=engine,
     )
-    report = ingest_logs(config, out / "ingest")
-    print(json.dumps({k: getattr(report, k) for k in ("read", "kept", "quarantined", "sessions")}))
+    spark = FeatureConfig(spark_master="local[2]", spark_conf={"spark.driver.memory": "4g"})
+    report = ingest_logs(config, out / ("ingest" if engine == "duckdb" else f"ingest_{engine}"), spark)
+    figures = {k: getattr(report, k) for k in ("read", "kept", "quarantined", "sessions", "reasons")}
+    (out / f"report_{engine}.json").write_text(json.dumps(figures))
+    print(json.dumps(figures))
 
 
 def stage_quality(out: Path) -> None:
@@ -107,14 +115,14 @@ def stage_features(out: Path) -> None:
 
 
 BARE = REPO.parent / "shared" / "bench" / "bare_ingest.py"
-STAGES = ("generate", "ingest", "bare", "quality", "features")
+STAGES = ("generate", "ingest", "bare", "quality", "features", "spark")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000_000)
     parser.add_argument("--out", default="bench_out/scale")
-    parser.add_argument("--stage", choices=["generate", "ingest", "quality", "features"])
+    parser.add_argument("--stage", choices=["generate", "ingest", "quality", "features", "spark"])
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="(a log already generated)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -125,6 +133,7 @@ def main() -> None:
             "ingest": lambda: stage_ingest(out),
             "quality": lambda: stage_quality(out),
             "features": lambda: stage_features(out),
+            "spark": lambda: stage_ingest(out, "spark"),
         }
         return stages[args.stage]()
     common = ["--out", str(out), "--rows", str(args.rows)]
@@ -154,12 +163,16 @@ def main() -> None:
                 f"{stage} at {rows:,} rows: {figures[stage][0]:.1f} s "
                 f"(target < {limit}): {verdict(figures[stage][0] < limit)}"
             )
+    if "ingest" in figures and "spark" in figures:
+        reports = [json.loads((out / f"report_{engine}.json").read_text()) for engine in ("duckdb", "spark")]
+        same = reports[0] == reports[1]
+        print(f"spark ingest / duckdb ingest: {figures['spark'][0] / figures['ingest'][0]:.2f}x; same counts: {same}")
     chain = [figures[s][0] for s in ("ingest", "quality", "features") if s in figures]
     if len(chain) == 3:
         print(
             f"raw log to training arrays: {sum(chain):.1f} s (target < 240 at 100M rows): {verdict(sum(chain) < 240)}"
         )
-    peak = max((gb for stage, (_, gb) in figures.items() if stage not in ("generate", "bare")), default=0)
+    peak = max((gb for stage, (_, gb) in figures.items() if stage not in ("generate", "bare", "spark")), default=0)
     print(f"peak RSS of the chain: {peak:.2f} GB (target < 6): {verdict(peak < 6)}")
 
 

@@ -20,23 +20,20 @@ RAW = AssetKey("raw_micro_behaviors")
 
 
 def _report_metadata(report, path) -> dict:
-    return {
-        "path": MetadataValue.path(str(path)),
-        **{key: getattr(report, key) for key in ("read", "kept", "quarantined", "sessions", "synthetic")},
-        "data_version": report.data_version,
-        "quarantine_reasons": MetadataValue.json(report.reasons),
-        "profile": MetadataValue.json(report.profile),
-    }
+    from pipeline.external.ingest_step import ingest_metadata
+
+    return _from_pipes(ingest_metadata(report, str(path)))
 
 
 @asset(
     name="raw_micro_behaviors",
     group_name="data",
     pool="duckdb",  # steps that write a DuckDB file run one at a time (dagster.yaml)
-    description="Raw logs turned into the canonical micro-behavior table, with a quarantine.",
+    description="Raw logs turned into the canonical micro-behavior table, with a quarantine (DuckDB, or "
+    "Spark through Dagster Pipes).",
 )
 def raw_micro_behaviors(
-    context: AssetExecutionContext, rib_params: RibParams, dvc_versioning: DvcVersioning
+    context: AssetExecutionContext, rib_params: RibParams, dvc_versioning: DvcVersioning, spark_launcher: StepLauncher
 ) -> MaterializeResult:
     from rib.steps import generate_default_data, run_ingest
 
@@ -44,9 +41,13 @@ def raw_micro_behaviors(
     if generate_default_data(params):
         context.log.info(f"wrote the synthetic default dataset to {params.data.inputs[0]}")
         dvc_versioning.record("data.dvc", force=False)  # deterministic: the data data.dvc records
-    report = run_ingest(params, paths)
+    if params.data.engine == "spark":  # a Spark driver process of its own (pipeline/external/ingest_step.py)
+        extras = {"params_path": rib_params.params_path, "artifacts_dir": rib_params.artifacts_dir}
+        result = spark_launcher.run(context, extras, module="pipeline.external.ingest_step").get_materialize_result()
+    else:
+        result = MaterializeResult(metadata=_report_metadata(run_ingest(params, paths), paths.ingest))
     dvc_versioning.record("ingest")
-    return MaterializeResult(metadata=_report_metadata(report, paths.ingest))
+    return result
 
 
 def daily_assets(first_day: str) -> list[AssetsDefinition]:

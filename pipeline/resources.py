@@ -60,7 +60,8 @@ class StepLauncher(ConfigurableResource):
     (`subprocess`, PipesSubprocessClient, the default) or in a pod of `image` (`k8s`, PipesK8sClient,
     in production). Two are configured (pipeline/definitions.py): `training_launcher` for
     pipeline/external/train_step.py (a GPU pod; $RIB_TRAINING_LAUNCHER=k8s) and `spark_launcher` for
-    pipeline/external/features_step.py (a Spark driver pod; $RIB_SPARK_LAUNCHER=k8s). The pod must
+    pipeline/external/features_step.py and pipeline/external/ingest_step.py (a Spark driver pod;
+    $RIB_SPARK_LAUNCHER=k8s). The pod must
     see the params file and the artifacts folder at the same paths (a shared volume in `volumes`)."""
 
     module: str
@@ -73,9 +74,9 @@ class StepLauncher(ConfigurableResource):
     volume_claim: str | None = None  # a PersistentVolumeClaim mounted at `mount_path`
     mount_path: str = "/work"
 
-    def command(self) -> list[str]:
+    def command(self, module: str | None = None) -> list[str]:
         python = sys.executable if self.kind == "subprocess" else "python"
-        return [python, "-m", self.module]
+        return [python, "-m", module or self.module]
 
     def pod_spec(self) -> dict:
         """The pod the k8s launcher asks for (dagster-k8s merges in the image, command and Pipes' env)."""
@@ -89,14 +90,15 @@ class StepLauncher(ConfigurableResource):
             spec["volumes"] = [{"name": "work", "persistentVolumeClaim": {"claimName": self.volume_claim}}]
         return spec
 
-    def run(self, context, extras: dict):
+    def run(self, context, extras: dict, module: str | None = None):
+        """Run `module` (default: this launcher's) as its own process, with `extras` over Pipes."""
         if self.kind == "k8s":
             from dagster_k8s import PipesK8sClient
 
             return PipesK8sClient().run(
                 context=context,
                 image=self.image,
-                command=self.command(),
+                command=self.command(module),
                 namespace=self.namespace,
                 base_pod_spec=self.pod_spec(),
                 extras=extras,
@@ -105,4 +107,4 @@ class StepLauncher(ConfigurableResource):
             raise ValueError(f"StepLauncher.kind {self.kind!r}: expected subprocess or k8s")
         from dagster import PipesSubprocessClient
 
-        return PipesSubprocessClient().run(context=context, command=self.command(), extras=extras)
+        return PipesSubprocessClient().run(context=context, command=self.command(module), extras=extras)

@@ -56,7 +56,10 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 def _cmd_ingest(args: argparse.Namespace) -> None:
     params, paths = _setup(args)
-    data = dataclasses.replace(params.data, format=args.format, inputs=args.inputs, events_config=args.config)
+    engine = args.engine or params.data.engine
+    data = dataclasses.replace(
+        params.data, format=args.format, inputs=args.inputs, events_config=args.config, engine=engine
+    )
     print(steps.run_ingest(dataclasses.replace(params, data=data), paths.replace(ingest=args.out)).to_json())
 
 
@@ -241,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--format", required=True, choices=["jd", "events", "canonical"])
     ingest.add_argument("--config", help="YAML describing an event log (required with --format events)")
     ingest.add_argument("--out", required=True, help="output folder")
+    ingest.add_argument("--engine", choices=["duckdb", "spark"], help="default: data.engine of the params file")
     ingest.add_argument("inputs", nargs="+", metavar="INPUT")
 
     features = command("features", _cmd_features, "an ingest folder -> features folder (features.engine)")

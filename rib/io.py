@@ -1,18 +1,24 @@
 """Writing files completely or not at all: staged folders, and Parquet in bounded-memory row groups;
-DuckDB connections held to a memory limit."""
+DuckDB connections held to a memory limit; the Spark session of either Spark step (ingest, features)."""
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from rib.config import FeatureConfig
 
 DUCKDB_MEMORY_LIMIT = "4GB"  # DuckDB's default is 80% of the machine: a 100M-row ingest then took 19.6 GB
 
@@ -26,6 +32,13 @@ def connect_duckdb(database: str | Path = ":memory:", spill: str | Path | None =
     if spill is not None:
         con.execute("SET temp_directory = ?", [str(spill)])
     return con
+
+
+def parquet_source(path: str | Path) -> str:
+    """What DuckDB's read_parquet reads for a table written as one file (DuckDB) or as a folder of
+    part files (Spark, e.g. the canonical table of `data.engine: spark`)."""
+    path = Path(path)
+    return str(path / "*.parquet") if path.is_dir() else str(path)
 
 
 def new_staging(parent: Path, prefix: str) -> Path:
@@ -109,3 +122,37 @@ class ChunkedParquetWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def spark_session(config: FeatureConfig):
+    """The active Spark session, or a new one on `spark_master` (loopback only when local), its
+    scratch and warehouse folders in a temporary folder removed at exit."""
+    with warnings.catch_warnings():  # pyspark 4.3 warns about pandas 3 on import; pandas is not used here
+        warnings.simplefilter("ignore", FutureWarning)
+        from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    scratch = tempfile.mkdtemp(prefix="rib-spark-")
+    atexit.register(shutil.rmtree, scratch, True)
+    builder = (
+        SparkSession.builder.master(config.spark_master)
+        .appName("rib")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # UTC instants, as DuckDB's
+        .config("spark.sql.warehouse.dir", f"{scratch}/warehouse")
+        .config("spark.local.dir", f"{scratch}/local")
+        .config("spark.driver.extraJavaOptions", f"-Djava.io.tmpdir={scratch}")
+    )
+    if config.spark_master.startswith("local"):  # one machine: loopback only, a few shuffle partitions
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        builder = builder.config("spark.sql.shuffle.partitions", "16")
+    for key, value in config.spark_conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session

@@ -100,7 +100,9 @@ def run_ingest(params: Params, paths: ArtifactPaths):
     from rib.data.ingest import ingest_logs
 
     if params.data.daily_inputs is None:
-        return ingest_logs(params.data, paths.ingest)
+        return ingest_logs(params.data, paths.ingest, params.features)
+    if params.data.engine != "duckdb":
+        raise ValueError("data.daily_inputs are ingested by the duckdb engine (data.engine); spark reads `inputs`")
     from rib.data.daily import available_days, day_folder
 
     for date in list(available_days(params.data))[-params.data.training_days :]:

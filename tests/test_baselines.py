@@ -8,7 +8,7 @@ from rib.config import EvaluationConfig, FeatureConfig
 from rib.evaluation.metrics import evaluate
 from rib.features.build import build_features
 from rib.features.dataset import FeatureSet
-from rib.models.baselines import ItemKNN, Pop, SessionPop
+from rib.models.baselines import ItemKNN, Pop, SessionPop, keep_k_largest
 
 ALL_TRAIN = FeatureConfig(validation_fraction=0.0, test_fraction=0.0)
 
@@ -76,3 +76,25 @@ def test_a_known_answer_that_item_knn_gets_right_and_pop_does_not(tmp_path):
     known = 1 - knn["oov_targets"] / knn["n"]
     assert knn["recall@1"] == pytest.approx(known) and known > 0.9
     assert pop["recall@1"] < 0.1
+
+
+def test_session_knn_keeps_each_inputs_k_most_similar_sessions_with_ties_at_the_cut():
+    similarity = np.array(
+        [
+            [0.0, 0.9, 0.2, 0.5, 0.5, 0.0],  # four positive: the 2nd largest is 0.5, both 0.5s stay
+            [0.0, 0.3, 0.0, 0.0, 0.0, 0.0],  # fewer positive than k: all kept
+            [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        ]
+    )
+    expected = np.array(
+        [
+            [0.0, 0.9, 0.0, 0.5, 0.5, 0.0],
+            [0.0, 0.3, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 0.5, 0.6],
+        ]
+    )
+    np.testing.assert_array_equal(keep_k_largest(similarity.copy(), 2), expected)
+    rng = np.random.default_rng(0)  # against a full partition of every row, zeros included
+    dense = np.round(rng.random((64, 300)) * (rng.random((64, 300)) < 0.3), 2)
+    cut = np.partition(dense, -20, axis=1)[:, -20][:, None]
+    np.testing.assert_array_equal(keep_k_largest(dense.copy(), 20), np.where(dense >= cut, dense, 0.0))

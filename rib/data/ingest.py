@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rib.artifacts import MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE
-from rib.config import DataConfig
+from rib.config import DataConfig, FeatureConfig
 from rib.data.profile import profile
 from rib.data.report import IngestReport
 from rib.errors import InputFileError
@@ -23,10 +23,21 @@ from rib.io import new_staging
 FORMATS = ("jd", "events", "canonical")
 
 
-def ingest_logs(config: DataConfig, out_dir: str | Path) -> IngestReport:
-    """Read `config.inputs` in `config.format`; write the canonical table, quarantine and report."""
+ENGINES = ("duckdb", "spark")
+
+
+def ingest_logs(config: DataConfig, out_dir: str | Path, spark: FeatureConfig | None = None) -> IngestReport:
+    """Read `config.inputs` in `config.format`; write the canonical table, quarantine and report.
+    With `config.engine` spark (event logs), on the Spark session `spark` describes."""
     if config.format not in FORMATS:
         raise ValueError(f"unknown format {config.format!r}; expected one of {', '.join(FORMATS)}")
+    if config.engine not in ENGINES:
+        raise ValueError(f"unknown data.engine {config.engine!r}; expected one of {', '.join(ENGINES)}")
+    if config.engine == "spark" and config.format != "events":
+        raise ValueError(
+            f"data.engine spark reads event logs (format events), not format {config.format!r}: "
+            "describe the log with an events config (docs/sources.md), or use the duckdb engine"
+        )
     if not config.inputs:
         raise ValueError("no input files given")
     if config.format == "events" and config.events_config is None:
@@ -48,6 +59,12 @@ def ingest_logs(config: DataConfig, out_dir: str | Path) -> IngestReport:
             from rib.data.jd import read_jd
 
             report = read_jd(config.inputs, table_path, quarantine_path)
+        elif config.format == "events" and config.engine == "spark":
+            from rib.data.events import EventsConfig
+            from rib.data.events_spark import read_events_spark
+
+            events = EventsConfig.load(config.events_config)
+            report = read_events_spark(config.inputs, events, table_path, quarantine_path, spark or FeatureConfig())
         elif config.format == "events":
             from rib.data.events import EventsConfig, read_events
 
@@ -74,7 +91,10 @@ def publish(staging: Path, out_dir: Path, report: IngestReport) -> None:
     report.profile = profile(staging / MICRO_BEHAVIORS_FILE)
     (staging / REPORT_FILE).write_text(report.to_json() + "\n")
     for name in (MICRO_BEHAVIORS_FILE, QUARANTINE_FILE, REPORT_FILE):
-        os.replace(staging / name, out_dir / name)
+        target = out_dir / name
+        if target.exists() and (target.is_dir() or (staging / name).is_dir()):  # a Spark engine's folder
+            os.replace(target, staging / f"{name}.old")  # a rename cannot replace a folder, nor a file by one
+        os.replace(staging / name, target)
 
 
 def data_version(paths: list[str | Path]) -> str:

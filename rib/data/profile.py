@@ -12,6 +12,8 @@ import tempfile
 
 from pathlib import Path
 
+from rib.io import connect_duckdb, parquet_source
+
 
 # Past this many micro-behaviors the distributions (shares, quantiles, lengths) come from a seeded
 # sample of whole sessions of about this size, the SKU count from HyperLogLog; the totals stay exact.
@@ -19,14 +21,12 @@ SAMPLE_ROWS = 500_000
 
 
 def profile(micro_behaviors: str | Path, sample_rows: int = SAMPLE_ROWS) -> dict:
-    from rib.io import connect_duckdb
-
     with tempfile.TemporaryDirectory(prefix="rib-profile-") as spill:
         return _profile(connect_duckdb(spill=spill), micro_behaviors, sample_rows)
 
 
 def _profile(con, micro_behaviors: str | Path, sample_rows: int) -> dict:
-    path = str(micro_behaviors)
+    path = parquet_source(micro_behaviors)
     rows = con.execute("SELECT count(*) FROM read_parquet(?)", [path]).fetchall()[0][0]  # the Parquet footer's
     share = min(1.0, sample_rows / max(rows, 1))
     sampled = share < 1.0

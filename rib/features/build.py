@@ -45,7 +45,7 @@ from rib.features.shared import (
     interval_sql,
     split_cuts,
 )
-from rib.io import connect_duckdb, staged_folder
+from rib.io import connect_duckdb, parquet_source, staged_folder
 from rib.schema import ACTIVITY_NAMES, OOV, is_synthetic
 
 SPLITS = ("train", "validation", "test")
@@ -93,7 +93,7 @@ def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[floa
                         -- the time since the previous micro-behavior: known when this one happens
                         lag(time_interval_seconds) OVER (PARTITION BY session_id ORDER BY position) AS gap_seconds
                  FROM read_parquet(?))""",
-        [str(micro_behaviors)],
+        [parquet_source(micro_behaviors)],
     )
     con.execute("""CREATE TEMP TABLE session_stats AS
                    SELECT session_id, count(*) AS n_micro, (max(macro) + 1)::BIGINT AS n_macro,

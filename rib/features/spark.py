@@ -19,11 +19,6 @@ Three places where the engines differ and how they agree:
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import tempfile
-import warnings
 from pathlib import Path
 
 from rib.config import FeatureConfig
@@ -35,43 +30,10 @@ from rib.features.shared import (
     interval_sql,
     split_cuts,
 )
+from rib.io import spark_session
 from rib.schema import OOV
 
 TABLES = ("sessions", "sku_vocab", "encoded", "examples")
-
-
-def spark_session(config: FeatureConfig):
-    """The active Spark session, or a new one on `spark_master` (loopback only when local), its
-    scratch and warehouse folders in a temporary folder removed at exit."""
-    with warnings.catch_warnings():  # pyspark 4.3 warns about pandas 3 on import; pandas is not used here
-        warnings.simplefilter("ignore", FutureWarning)
-        from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-    scratch = tempfile.mkdtemp(prefix="rib-spark-")
-    atexit.register(shutil.rmtree, scratch, True)
-    builder = (
-        SparkSession.builder.master(config.spark_master)
-        .appName("rib-features")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # UTC instants, as DuckDB's
-        .config("spark.sql.warehouse.dir", f"{scratch}/warehouse")
-        .config("spark.local.dir", f"{scratch}/local")
-        .config("spark.driver.extraJavaOptions", f"-Djava.io.tmpdir={scratch}")
-    )
-    if config.spark_master.startswith("local"):  # one machine: loopback only, a few shuffle partitions
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-        builder = builder.config("spark.sql.shuffle.partitions", "16")
-    for key, value in config.spark_conf.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
-    return session
 
 
 def build_tables(micro_behaviors: Path, out: Path, config: FeatureConfig) -> tuple[list[float], list[float]]:

@@ -20,6 +20,7 @@ import itertools
 import json
 from pathlib import Path
 
+from rib.io import parquet_source
 from rib.schema import ACTIVITY_NAMES, BROWSING_MODULES, CLICK_SOURCES, ORDER
 
 PAPER_DWELL_EDGES = (9, 24, 60, 120)
@@ -46,7 +47,7 @@ def section3_tables(micro_behaviors: str | Path, dwell_edges=PAPER_DWELL_EDGES) 
                        OVER (PARTITION BY session_id ORDER BY position) AS visit
             FROM (SELECT *, lag(sku) OVER (PARTITION BY session_id ORDER BY position) AS lag_sku
                   FROM read_parquet(?))""",
-        [str(micro_behaviors)],
+        [parquet_source(micro_behaviors)],
     )
     con.execute(f"""CREATE TEMP TABLE converted AS
                     SELECT m.*, EXISTS (SELECT 1 FROM mb o WHERE o.session_id = m.session_id AND o.sku = m.sku

@@ -118,6 +118,18 @@ class SessionPopItemKNN:
         return np.where(outside, 1.0 + neighbours, spop)  # neighbours in (1, 2]: between the two
 
 
+def keep_k_largest(similarity: np.ndarray, k: int) -> np.ndarray:
+    """(B, S) nonnegative: each row's k largest entries (ties with the k-th kept), 0 elsewhere.
+    Only the positive entries are partitioned: a row is mostly zeros, and np.partition over many
+    equal values is slow (5 s for 2048 x 20,000)."""
+    positive = similarity > 0
+    for row in np.flatnonzero(positive.sum(axis=1) > k):
+        values = similarity[row, positive[row]]
+        cut = np.partition(values, -k)[-k]
+        similarity[row, similarity[row] < cut] = 0.0
+    return similarity
+
+
 class SessionKNN:
     """SKNN (Jannach & Ludewig, RecSys 2017; Ludewig & Jannach 2018): the k training sessions most
     similar to the input (cosine between sets of products) vote for their products, each with its
@@ -172,10 +184,7 @@ class SessionKNN:
         similarity = overlap / np.maximum(query_norm[:, None] * self.session_norm[None, :], 1e-12)  # cosine
         if own_session is not None:
             similarity[np.arange(len(similarity)), own_session] = 0.0  # leave the session itself out
-        if similarity.shape[1] > self.k:  # keep the k most similar sessions of each input
-            cut = np.partition(similarity, -self.k, axis=1)[:, -self.k][:, None]
-            similarity = np.where(similarity >= cut, similarity, 0.0)
-        return similarity
+        return keep_k_largest(similarity, self.k)  # the k most similar sessions of each input
 
     def score(self, batch: Batch) -> np.ndarray:
         return only_products(self.similarities(batch) @ self.sessions)  # (B, V): each neighbour votes

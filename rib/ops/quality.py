@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rib.io import DUCKDB_MEMORY_LIMIT, connect_duckdb
+from rib.io import DUCKDB_MEMORY_LIMIT, connect_duckdb, parquet_source
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 RAW_DB, FEATURES_DB = "raw_quality.duckdb", "features_quality.duckdb"  # one DuckDB file per validated step
@@ -98,7 +98,7 @@ def prepare_raw(micro_behaviors: str | Path, root: str | Path) -> Path:
                            AND time_interval_seconds IS NOT DISTINCT FROM lag(time_interval_seconds) OVER w
                            AND timestamp IS NOT DISTINCT FROM lag(timestamp) OVER w, false) AS repeats_previous_row
            FROM read_parquet(?) WINDOW w AS (PARTITION BY session_id ORDER BY position)""",
-        [str(micro_behaviors)],
+        [parquet_source(micro_behaviors)],
     )
     con.close()
     return Path(root) / RAW_DB
