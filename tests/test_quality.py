@@ -22,3 +22,22 @@ def test_a_stale_validation_definition_is_rebuilt_not_fatal(tmp_path):
     stored.write_text(json.dumps(document))
     again = validate(database, "raw_micro_behaviors", "raw_micro_behaviors", tmp_path / "quality")
     assert again["rows"] == first["rows"] and again["passed"] == first["passed"]
+
+
+def test_a_position_given_twice_in_a_session_fails_the_critical_gate(tmp_path):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    generate(SyntheticConfig(n_sessions=60, n_skus=80), tmp_path / "mb.parquet")
+    table = pq.read_table(tmp_path / "mb.parquet")
+    second = pc.index(table["position"], 1).as_py()  # a session's second micro-behavior gets the first's position
+    positions = table["position"].to_pylist()
+    positions[second] = 0
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("position"), "position", [positions]), tmp_path / "bad.parquet"
+    )
+    database = prepare_raw(tmp_path / "bad.parquet", tmp_path / "quality")
+    summary = validate(database, "raw_micro_behaviors", "raw_micro_behaviors", tmp_path / "quality")
+    (failed,) = [e for e in summary["expectations"] if not e["success"]]
+    assert failed["column"] == "repeats_position" and failed["severity"] == "critical"
+    assert failed["unexpected_count"] == 1 and summary["critical_failed"] == 1

@@ -88,15 +88,18 @@ def prepare_raw(micro_behaviors: str | Path, root: str | Path) -> Path:
     """The canonical table plus the two columns the raw suite derives, as table
     `raw_micro_behaviors` of root/raw.duckdb."""
     con = _connect(Path(root), RAW_DB)
-    # The previous row of a session's first row is another session's: it never repeats it, so both
+    # The previous row of a session's first row is another session's: it never repeats it, so the
     # derived columns come from one window per session (parallel), not a sort of the whole table.
+    # repeats_position (a position given twice in a session) is what makes (session_id, position)
+    # unique checkable in one scan: GX's compound-uniqueness query took 42 s at 100M rows.
     con.execute(
         """CREATE OR REPLACE TABLE raw_micro_behaviors AS
            SELECT *, count(*) OVER (PARTITION BY session_id) AS session_length,
                   coalesce(sku = lag(sku) OVER w
                            AND activity = lag(activity) OVER w AND dwell_seconds = lag(dwell_seconds) OVER w
                            AND time_interval_seconds IS NOT DISTINCT FROM lag(time_interval_seconds) OVER w
-                           AND timestamp IS NOT DISTINCT FROM lag(timestamp) OVER w, false) AS repeats_previous_row
+                           AND timestamp IS NOT DISTINCT FROM lag(timestamp) OVER w, false) AS repeats_previous_row,
+                  coalesce(position = lag(position) OVER w, false) AS repeats_position
            FROM read_parquet(?) WINDOW w AS (PARTITION BY session_id ORDER BY position)""",
         [parquet_source(micro_behaviors)],
     )
