@@ -76,7 +76,7 @@ bench: install
 	$(BIN)/python benchmarks/features_10m.py
 	$(BIN)/python benchmarks/train_throughput.py --jd ../shared/data/jd/appliances.txt --sampled 0 1024 --plain ../shared/bench/plain_loop.py
 
-MODELS := POP S-POP "S-POP Visits" Item-KNN S-POP+Item-KNN SKNN V-SKNN BPR-MF Word2vec "Word2vec Avg" GRU4Rec NARM SASRec SR-GNN MKM-SR EMBSR RIB RIB-Attention
+MODELS := POP S-POP "S-POP Visits" Item-KNN S-POP+Item-KNN SKNN V-SKNN BPR-MF Word2vec "Word2vec Avg" GRU4Rec "GRU4Rec Visits" NARM "NARM Visits" SASRec "SASRec Visits" SR-GNN MKM-SR EMBSR RIB RIB-Attention
 VARIANTS := visits sku sku_activity sku_dwell sku_micro sku_micro_interval
 
 # The full comparison (every model on the variants it reads, three session splits) on both JD samples, the tuned settings.

@@ -402,6 +402,9 @@ MODEL_SECTIONS = {
     "GRU4Rec": "gru4rec",
     "NARM": "narm",
     "SASRec": "sasrec",
+    "GRU4Rec Visits": "gru4rec",  # the same networks and settings on the visits input
+    "NARM Visits": "narm",
+    "SASRec Visits": "sasrec",
     "SR-GNN": "srgnn",
     "MKM-SR": "mkmsr",
     "EMBSR": "embsr",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rib.artifacts import ArtifactPaths
 from rib.config import MODEL_SECTIONS, Params
+from rib.schema import VISITS
 
 # Trained models on the input variants: name -> the settings fixed for it (its params section:
 # rib.config.MODEL_SECTIONS). RIB-Attention is the paper's ablation: no attention, so no repeat part.
@@ -52,11 +53,17 @@ def trained_pairs(models: list[str], variants: list[str]) -> list[tuple[str, str
 
 
 # Trained baselines, on SKUs alone: GRU4Rec is the RIB network without attention on SKUs, trained
-# from a random start with its own settings (params section gru4rec).
+# from a random start with its own settings (params section gru4rec). "<name> Visits" is the same
+# network on the visits input (one position per macro interaction, the product alone): the sequence
+# a shop without micro-behavior logging has, as S-POP Visits is S-POP's.
+_GRU4REC = {"attention": False, "repeat": False, "neighbors": False}
 LEARNED_BASELINES: dict[str, dict] = {
-    "GRU4Rec": {"attention": False, "repeat": False, "neighbors": False},
+    "GRU4Rec": _GRU4REC,
     "NARM": {},
     "SASRec": {},
+    "GRU4Rec Visits": _GRU4REC | {"variant": VISITS},
+    "NARM Visits": {"variant": VISITS},
+    "SASRec Visits": {"variant": VISITS},
 }
 DETERMINISTIC_BASELINES = ("POP", "S-POP", "Item-KNN")  # the same figures for every seed
 
@@ -175,9 +182,9 @@ def make_recommender(name: str, variant: str | None, params: Params, paths: Arti
     if name in LEARNED_MODELS or name in LEARNED_BASELINES:
         from rib.models.train import NetworkRecommender
 
-        fixed = LEARNED_MODELS.get(name, LEARNED_BASELINES.get(name))
+        fixed = {"variant": variant or "sku"} | LEARNED_MODELS.get(name, LEARNED_BASELINES.get(name))
         model_config, train_config = params.for_model(name, variant, MODEL_SECTIONS[name])
-        model_config = dataclasses.replace(model_config, **fixed, variant=variant or "sku")
+        model_config = dataclasses.replace(model_config, **fixed)
         vectors = load_vectors(paths.word2vec) if model_config.word2vec_init else None
         return NetworkRecommender(name, model_config, train_config, params.evaluation, vectors, log=log)
     vectors = load_vectors(paths.word2vec, ("sku",))["sku"][0] if name in NEEDS_WORD2VEC else None

@@ -88,6 +88,8 @@ SEARCH_SPACES: dict[str, Callable] = {
     "MKM-SR": _graph,
     "EMBSR": _graph,
 }
+for _name in ("GRU4Rec", "NARM", "SASRec"):  # on visits: the same space
+    SEARCH_SPACES[f"{_name} Visits"] = SEARCH_SPACES[_name]
 
 
 def tuned_key(model: str, variant: str | None) -> str:

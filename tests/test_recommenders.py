@@ -244,6 +244,27 @@ class TestGRU4Rec(RecommenderContract):
         return NetworkRecommender("GRU4Rec", config, QUICK, AT_1_2, log=lambda _: None)
 
 
+class TestGRU4RecOnVisits(RecommenderContract):
+    """The baseline "GRU4Rec Visits" as the benchmark builds it (rib.steps.make_recommender): the
+    GRU4Rec network and settings on the visits input, the sequence a shop without micro-behaviors has."""
+
+    learns_order = True
+    batch_tolerance = 1e-5
+
+    def make(self, world):
+        from rib.artifacts import ArtifactPaths
+        from rib.config import ExperimentConfig, Params
+        from rib.steps import make_recommender
+
+        gru4rec = RIBConfig(d_sku=16, hidden=32, repeat=False, neighbors=False, word2vec_init=False)
+        params = Params(ExperimentConfig(models=[], variants=[]), gru4rec=gru4rec, train=QUICK, evaluation=AT_1_2)
+        paths = ArtifactPaths.under("unused")  # GRU4Rec reads no word2vec vectors
+        recommender = make_recommender("GRU4Rec Visits", None, params, paths, log=lambda _: None)
+        config = recommender.model_config
+        assert (config.variant, config.attention, config.repeat) == ("visits", False, False)
+        return recommender
+
+
 class TestNARM(RecommenderContract):
     learns_order = True
     batch_tolerance = 1e-5
