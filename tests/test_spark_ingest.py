@@ -214,3 +214,21 @@ def test_the_spark_ingest_runs_as_its_own_process_through_dagster_pipes(spark, t
     assert metadata["kept"].value == duck.kept
     spark_rows = table(tmp_path / "artifacts" / "ingest" / "micro_behaviors.parquet")
     assert spark_rows == table(tmp_path / "d" / "micro_behaviors.parquet")
+
+
+def test_an_output_folder_can_change_engine_both_ways(spark, tmp_path):
+    """Publishing replaces the canonical file by Spark's folder and back (a rename cannot replace a folder)."""
+    log = taobao_log(tmp_path)
+    shapes = []
+    for engine in ("duckdb", "spark", "duckdb"):
+        data = DataConfig(
+            format="events", inputs=[str(log)], events_config=str(EXAMPLES / "taobao.yaml"), engine=engine
+        )
+        report = ingest_logs(data, tmp_path / "out", FeatureConfig(spark_master="local[2]"))
+        shapes.append((report.kept, (tmp_path / "out" / "micro_behaviors.parquet").is_dir()))
+    assert shapes == [(68, False), (68, True), (68, False)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "ingest_report.json",
+        "micro_behaviors.parquet",
+        "quarantine.parquet",
+    ]
