@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,17 @@ def write_jd(path: Path, sessions: list[list[tuple]]) -> Path:
     lines = [" ".join("+".join(str(v) for v in token) for token in session) for session in sessions]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """A Spark session in local[2] (scratch in a temporary folder) for one test module, stopped after
+    it; the test is skipped where Java is absent."""
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java 17+ (`java` is not on PATH)")
+    from rib.config import FeatureConfig
+    from rib.io import spark_session
+
+    session = spark_session(FeatureConfig(engine="spark"))
+    yield session
+    session.stop()

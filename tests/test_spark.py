@@ -4,7 +4,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 
 import duckdb
 import numpy as np
@@ -21,18 +20,9 @@ from pipeline.resources import DvcVersioning
 from rib.config import FeatureConfig, SyntheticConfig
 from rib.data.synthetic import generate
 from rib.features.build import SPLITS, build_features
-from rib.features.spark import _md5_mod_sql, spark_session
+from rib.features.spark import _md5_mod_sql
 
-SPARK = FeatureConfig(engine="spark")
-if shutil.which("java") is None:
-    pytest.skip("Spark needs Java 17+ (`java` is not on PATH)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_session(SPARK)  # local[2], scratch in a temporary folder
-    yield session
-    session.stop()
+SPARK = FeatureConfig(engine="spark")  # every test here takes the `spark` fixture (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,10 @@ REES46, Diginetica and JSON-lines layouts with damaged lines (Spark in local[2],
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
-import pytest
 import yaml
 from conftest import REPO
 from dagster import DagsterInstance, materialize
@@ -20,20 +18,10 @@ from pipeline.definitions import build_definitions
 from pipeline.resources import DvcVersioning
 from rib.config import DataConfig, FeatureConfig
 from rib.data.ingest import ingest_logs
-from rib.io import parquet_source, spark_session
+from rib.io import parquet_source
 
 EXAMPLES = REPO / "docs" / "examples"
-SPARK = FeatureConfig(engine="spark")
-T0 = 1_700_000_000
-if shutil.which("java") is None:
-    pytest.skip("Spark needs Java 17+ (`java` is not on PATH)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_session(SPARK)  # local[2], scratch in a temporary folder
-    yield session
-    session.stop()
+T0 = 1_700_000_000  # every test here takes the `spark` fixture (conftest.py)
 
 
 def taobao_log(folder: Path, users: int = 6) -> Path:

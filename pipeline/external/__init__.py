@@ -1,2 +1,14 @@
 """Steps that Dagster launches as processes of their own through Dagster Pipes (no Dagster import
 here beyond `dagster_pipes`, the small library the external side speaks)."""
+
+
+def step_params(extras: dict) -> tuple:
+    """(params, paths) of a launched step: the params file the asset named, under the artifacts
+    folder it named (where the extras give one)."""
+    from rib.artifacts import ArtifactPaths
+    from rib.config import load_params
+
+    params = load_params(extras["params_path"])
+    if extras.get("artifacts_dir"):
+        params.artifacts_dir = extras["artifacts_dir"]
+    return params, ArtifactPaths.under(params.artifacts_dir)

@@ -29,14 +29,10 @@ def features_metadata(summary: dict, path: str) -> dict:
 
 
 def run(pipes: PipesContext) -> None:
-    from rib.artifacts import ArtifactPaths
-    from rib.config import load_params
+    from pipeline.external import step_params
     from rib.steps import run_features
 
-    params = load_params(pipes.extras["params_path"])
-    if pipes.extras.get("artifacts_dir"):
-        params.artifacts_dir = pipes.extras["artifacts_dir"]
-    paths = ArtifactPaths.under(params.artifacts_dir)
+    params, paths = step_params(pipes.extras)
     pipes.log.info(f"building features on {params.features.engine} ({params.features.spark_master})")
     summary = run_features(params, paths)
     metadata = features_metadata(summary, str(paths.features)) | {"process": os.getpid()}  # this process

@@ -24,14 +24,10 @@ def ingest_metadata(report, path: str) -> dict:
 
 
 def run(pipes: PipesContext) -> None:
-    from rib.artifacts import ArtifactPaths
-    from rib.config import load_params
+    from pipeline.external import step_params
     from rib.steps import run_ingest
 
-    params = load_params(pipes.extras["params_path"])
-    if pipes.extras.get("artifacts_dir"):
-        params.artifacts_dir = pipes.extras["artifacts_dir"]
-    paths = ArtifactPaths.under(params.artifacts_dir)
+    params, paths = step_params(pipes.extras)
     pipes.log.info(f"ingesting {len(params.data.inputs)} file(s) on spark ({params.features.spark_master})")
     report = run_ingest(params, paths)
     metadata = ingest_metadata(report, str(paths.ingest)) | {"engine": "spark", "process": os.getpid()}

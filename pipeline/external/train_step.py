@@ -36,17 +36,14 @@ def training_metadata(record: dict, checkpoint: str, k: int, mlflow_run_id: str)
 
 
 def run(pipes: PipesContext) -> None:
-    from rib.artifacts import ArtifactPaths, model_folder
-    from rib.config import load_params
+    from pipeline.external import step_params
+    from rib.artifacts import model_folder
     from rib.ops.tracking import TrackingConfig, log_training, tracked_run
     from rib.steps import ingest_report, run_training
 
     extras = pipes.extras
     model, variant = extras["model"], extras["variant"]
-    params = load_params(extras["params_path"])
-    if extras.get("artifacts_dir"):
-        params.artifacts_dir = extras["artifacts_dir"]
-    paths = ArtifactPaths.under(params.artifacts_dir)
+    params, paths = step_params(extras)
     report = ingest_report(paths)
     tags = {"model": model, "variant": variant, "data_version": report["data_version"]}
     tags["dagster_run_id"] = pipes.run_id or ""

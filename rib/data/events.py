@@ -162,7 +162,7 @@ def _lines_sql(path_param: str) -> str:
                              max_line_size = {MAX_LINE_BYTES})"""
 
 
-def _csv_names(con, path: Path, config: EventsConfig) -> list[str]:
+def _csv_names(path: Path, config: EventsConfig) -> list[str]:
     if config.csv_column_names:
         return [str(name) for name in config.csv_column_names]
     if not config.csv_header:
@@ -216,7 +216,7 @@ def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> None:
         source = f"SELECT line_number AS ordinal, {fields} FROM json_lines_{file_index}"
         first_line = 1
     else:
-        names = _csv_names(con, path, config)
+        names = _csv_names(path, config)
         _check_columns(path, roles, names)
         if len(set(names)) != len(names):
             raise InputFileError(path, f"the header repeats a column name: {names}")
@@ -382,12 +382,22 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
         [str(table_path)],
     )
 
-    report = IngestReport(format="events", inputs=[str(p) for p in paths])
     counts = con.sql("""SELECT file_index, reason, count(*) FROM (
                             SELECT file_index, reason FROM checked UNION ALL SELECT file_index, reason FROM unreadable
                         ) GROUP BY ALL""").fetchall()
+    sessions = con.sql(  # each session's first micro-behavior
+        "SELECT count(*) FROM read_parquet($path) WHERE position = 0", params={"path": str(table_path)}
+    ).fetchall()[0][0]
+    con.close()
+    return events_report(paths, counts, sessions)
+
+
+def events_report(paths: list[Path], counts: list[tuple], sessions: int) -> IngestReport:
+    """The report of an event-log ingest (either engine) from its (file_index, reason, count) rows,
+    reason None for kept rows; every file appears, one with nothing readable in it too."""
+    report = IngestReport(format="events", inputs=[str(p) for p in paths], sessions=sessions)
     reasons: Counter = Counter()
-    for file_index, path in enumerate(paths):  # every file, one with nothing readable in it too
+    for file_index, path in enumerate(paths):
         read = sum(n for i, _, n in counts if i == file_index)
         kept = sum(n for i, reason, n in counts if i == file_index and reason is None)
         report.per_file[str(path)] = {"read": read, "kept": kept, "quarantined": read - kept}
@@ -398,10 +408,6 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
             reasons[reason] += n
     report.quarantined = report.read - report.kept
     report.reasons = dict(sorted(reasons.items()))
-    report.sessions = con.sql(  # each session's first micro-behavior
-        "SELECT count(*) FROM read_parquet($path) WHERE position = 0", params={"path": str(table_path)}
-    ).fetchall()[0][0]
-    con.close()
     if report.kept == 0:
         raise InputFileError(paths[0], f"no usable event in the input; quarantine reasons: {report.reasons}")
     return report

@@ -22,11 +22,10 @@ How the engines differ:
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 from rib.config import FeatureConfig
-from rib.data.events import COLUMN_ROLES, EventsConfig, _check_columns, _csv_names, _file_format
+from rib.data.events import COLUMN_ROLES, EventsConfig, _check_columns, _csv_names, _file_format, events_report
 from rib.data.report import IngestReport
 from rib.errors import InputFileError, check_input_file
 from rib.io import spark_session
@@ -70,23 +69,8 @@ def read_events_spark(
         counts = [tuple(r) for r in counted.groupBy("file_index", "reason").count().collect()]
     finally:
         checked.unpersist()
-    report = IngestReport(format="events", inputs=[str(p) for p in paths])
-    reasons: Counter = Counter()
-    for file_index, path in enumerate(paths):
-        read = sum(n for i, _, n in counts if i == file_index)
-        kept = sum(n for i, reason, n in counts if i == file_index and reason is None)
-        report.per_file[str(path)] = {"read": read, "kept": kept, "quarantined": read - kept}
-        report.read += read
-        report.kept += kept
-    for _, reason, n in counts:
-        if reason is not None:
-            reasons[reason] += n
-    report.quarantined = report.read - report.kept
-    report.reasons = dict(sorted(reasons.items()))
-    report.sessions = spark.read.parquet(str(table_path)).where(F.col("position") == 0).count()
-    if report.kept == 0:
-        raise InputFileError(paths[0], f"no usable event in the input; quarantine reasons: {report.reasons}")
-    return report
+    sessions = spark.read.parquet(str(table_path)).where(F.col("position") == 0).count()
+    return events_report(paths, counts, sessions)
 
 
 def _numbered_lines(spark, path: Path):
@@ -152,7 +136,7 @@ def _scan_file(spark, file_index: int, path: Path, config: EventsConfig):
         )
         return records(good, F.col("line_number")), _unreadable(lines, file_index)
 
-    names = _csv_names(None, path, config)
+    names = _csv_names(path, config)
     _check_columns(path, roles, names)
     if len(set(names)) != len(names):
         raise InputFileError(path, f"the header repeats a column name: {names}")
