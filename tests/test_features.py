@@ -167,3 +167,22 @@ def test_paths_with_quotes_reach_duckdb_as_parameters(tmp_path):
     assert report.read == report.kept == 150
     summary = build_features(folder / "ingest's" / "micro_behaviors.parquet", folder / "feat'ures", ALL_TRAIN)
     assert summary["splits"]["train"]["sessions"] == 50
+
+
+def test_a_table_out_of_session_order_gives_the_features_of_the_ordered_one(tmp_path):
+    """The builder reads what needs a micro-behavior's neighbours (macro interactions, gaps) from
+    one pass in session order; a table written in another order is sorted first, to the same
+    features, array for array."""
+    generate(SyntheticConfig(n_sessions=300, n_skus=120), tmp_path / "ordered.parquet")
+    table = pq.read_table(tmp_path / "ordered.parquet")
+    shuffled = table.take(np.random.default_rng(0).permutation(table.num_rows))
+    pq.write_table(shuffled, tmp_path / "shuffled.parquet")
+    built = {}
+    for name in ("ordered", "shuffled"):
+        summary = build_features(tmp_path / f"{name}.parquet", tmp_path / name)
+        built[name] = (summary["splits"], summary["dwell_edges"], summary["interval_edges"])
+    assert built["ordered"] == built["shuffled"] and built["ordered"][0]["train"]["examples"] > 0
+    for split in SPLITS:
+        for array in sorted((tmp_path / "ordered" / split).glob("*.npy")):
+            assert np.array_equal(np.load(array), np.load(tmp_path / "shuffled" / split / array.name)), array.name
+    assert load_vocab(tmp_path / "ordered") == load_vocab(tmp_path / "shuffled")

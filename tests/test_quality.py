@@ -2,6 +2,8 @@
 
 import json
 
+from pandas import concat as pd_concat
+
 from rib.config import SyntheticConfig
 from rib.data.synthetic import generate
 from rib.ops.quality import prepare_raw, validate
@@ -41,3 +43,39 @@ def test_a_position_given_twice_in_a_session_fails_the_critical_gate(tmp_path):
     (failed,) = [e for e in summary["expectations"] if not e["success"]]
     assert failed["column"] == "repeats_position" and failed["severity"] == "critical"
     assert failed["unexpected_count"] == 1 and summary["critical_failed"] == 1
+
+
+def test_a_table_out_of_session_order_gets_the_derived_columns_of_the_ordered_one(tmp_path):
+    """The derived columns come from each row's neighbours in its session: a file written in
+    another order (shuffled here, with a duplicate row, a repeated position and a session of one)
+    is sorted first, and every column and count comes out as for the file in session order."""
+    import duckdb
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    generate(SyntheticConfig(n_sessions=60, n_skus=80), tmp_path / "mb.parquet")
+    table = pq.read_table(tmp_path / "mb.parquet").to_pandas()
+    first = table.iloc[[0]].copy()
+    alone = first.assign(session_id="alone", position=0)
+    repeat = table.iloc[[5]].assign(sku=table.sku.iloc[4], dwell_seconds=table.dwell_seconds.iloc[4] + 1)
+    table = pd_concat([table, first, alone, repeat])  # a duplicate row, a session of one, a repeated position
+    table.sort_values(["session_id", "position"], kind="stable").to_parquet(tmp_path / "ordered.parquet", index=False)
+    table.sample(frac=1.0, random_state=np.random.RandomState(0)).to_parquet(tmp_path / "shuffled.parquet", index=False)
+
+    columns = "session_id, position, sku, alone_in_session, repeats_previous_row, repeats_position"
+    derived = {}
+    for name in ("mb", "ordered", "shuffled"):
+        database = prepare_raw(tmp_path / f"{name}.parquet", tmp_path / name)
+        with duckdb.connect(str(database), read_only=True) as con:
+            kind = con.execute(
+                "SELECT table_type FROM information_schema.tables WHERE table_name = 'raw_micro_behaviors'"
+            ).fetchone()[0]
+            rows = con.execute(f"SELECT {columns} FROM raw_micro_behaviors").fetchall()
+        derived[name] = (kind, sorted(rows, key=lambda r: (r[0], r[1], r[2], r[3:])))
+    assert derived["ordered"][0] == "VIEW" and derived["shuffled"][0] == "BASE TABLE"  # the copy only when needed
+    assert derived["ordered"][1] == derived["shuffled"][1]
+    counts = {name: np.array([r[3:] for r in rows]).sum(axis=0) for name, (_, rows) in derived.items()}
+    assert counts["ordered"].tolist() == (counts["mb"] + [1, 1, 2]).tolist()
+    summary = validate(database, "raw_micro_behaviors", "raw_micro_behaviors", tmp_path / "shuffled")
+    failed = {e["column"] for e in summary["expectations"] if not e["success"]}
+    assert failed == {"repeats_position"}

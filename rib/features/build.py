@@ -31,6 +31,7 @@ interaction), which `evaluation.targets: last` selects. All four input variants 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -70,8 +71,7 @@ def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: Fea
             _attach_spark_tables(con, staging / "_spark")
         else:
             raise ValueError(f"features.engine {config.engine!r}: expected duckdb or spark")
-        summary = _write_outputs(con, micro_behaviors, staging, config, edges, interval_edges)
-        con.close()
+        summary = _write_outputs(con, micro_behaviors, staging, config, edges, interval_edges)  # closes con
         shutil.rmtree(staging / "_spark", ignore_errors=True)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -79,70 +79,94 @@ def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: Fea
 
 # ---------------------------------------------------------------------------------------------
 # The definitions, in DuckDB SQL (rib/features/spark.py has the same in Spark SQL). Each engine
-# leaves four tables: sessions, sku_vocab, encoded (one row per micro-behavior), examples.
+# leaves three tables: sessions, sku_vocab, encoded (one row per micro-behavior and its place in its
+# split's arrays); the examples are worked out from the arrays (_write_split).
 
 
 def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[float], list[float]]:
-    con.execute(
-        """CREATE TEMP TABLE mb AS
-           SELECT session_id, position, sku, activity, dwell_seconds, timestamp, gap_seconds,
-                  lag_sku IS DISTINCT FROM sku AS starts_macro,
-                  sum(CASE WHEN lag_sku IS DISTINCT FROM sku THEN 1 ELSE 0 END)
-                      OVER (PARTITION BY session_id ORDER BY position) - 1 AS macro
-           FROM (SELECT *, lag(sku) OVER (PARTITION BY session_id ORDER BY position) AS lag_sku,
-                        -- the time since the previous micro-behavior: known when this one happens
-                        lag(time_interval_seconds) OVER (PARTITION BY session_id ORDER BY position) AS gap_seconds
-                 FROM read_parquet(?))""",
-        [parquet_source(micro_behaviors)],
-    )
+    """Leaves tables `sessions` and `sku_vocab`, and the view `encoded` (one row per micro-behavior,
+    its place in its split's arrays) over a temporary table `mb` in session order."""
+    source = parquet_source(micro_behaviors)
+    _session_order_pass(con, "read_parquet(?)", source)
+    if con.execute("SELECT bool_or(out_of_order) FROM mb").fetchone()[0]:  # not written in session order
+        _session_order_pass(con, "(SELECT * FROM read_parquet(?) ORDER BY session_id, position)", source)
+    con.execute("SET preserve_insertion_order = false")  # the rest is joins and aggregates: any order
     con.execute("""CREATE TEMP TABLE session_stats AS
-                   SELECT session_id, count(*) AS n_micro, (max(macro) + 1)::BIGINT AS n_macro,
+                   SELECT s, any_value(session_id) AS session_id, count(*) AS n_micro,
+                          (max(g) - min(g) + 1)::BIGINT AS n_macro, min(g) AS first_g,
                           min(timestamp) AS start_ts, count(timestamp) AS n_timestamps
-                   FROM mb GROUP BY session_id""")
+                   FROM mb GROUP BY s""")
     if config.split_method == "time":
         missing = con.sql("SELECT count(*) FROM session_stats WHERE n_timestamps < n_micro").fetchall()[0][0]
         check_timestamps(micro_behaviors, missing)
-    con.execute(f"""CREATE TABLE sessions AS
-                    SELECT *, (row_number() OVER (PARTITION BY split ORDER BY session_id) - 1)::INTEGER AS session_index
-                    FROM (SELECT *, {_split_sql(config)} AS split FROM session_stats)""")
-    con.execute(
-        "CREATE TEMP TABLE train_mb AS SELECT mb.* FROM mb JOIN sessions USING (session_id) WHERE split = 'train'"
-    )
-    check_training_split(micro_behaviors, con.sql("SELECT count(*) FROM train_mb").fetchall()[0][0])
-
-    if config.dwell_edges is not None:
-        edges = sorted(float(e) for e in config.dwell_edges)
-    else:
-        edges = _quantile_edges(con, "dwell_seconds", config.dwell_buckets)
-    interval_edges = _quantile_edges(con, "gap_seconds", config.interval_buckets)
-
-    con.execute(f"""CREATE TABLE sku_vocab AS
-                    SELECT (row_number() OVER (ORDER BY n DESC, sku) + 1)::INTEGER AS sku_id, sku, n AS train_count
-                    FROM (SELECT sku, count(*) AS n FROM train_mb GROUP BY sku)
-                    WHERE n >= {config.min_sku_count}""")
     # A micro-behavior's place in its split's arrays: its session's first place (the micro-behaviors
     # of the sessions before it, a running sum over the small sessions table) plus its position. The
     # Spark engine numbers the same places with a global row number (rib/features/spark.py).
-    con.execute("""CREATE TEMP TABLE session_offsets AS
-                   SELECT session_id, s.split, s.session_index, s.n_macro,
-                          sum(n_micro) OVER (PARTITION BY split ORDER BY session_index
-                                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS first_flat
-                   FROM sessions s""")
-    con.execute(f"""CREATE TEMP TABLE encoded AS
-                    SELECT s.split, s.session_index, m.position, m.macro::INTEGER AS macro,
+    con.execute(f"""CREATE TEMP TABLE session_keys AS
+                    SELECT *, (row_number() OVER w - 1)::INTEGER AS session_index,
+                           coalesce(sum(n_micro) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::BIGINT
+                               AS first_flat
+                    FROM (SELECT *, {_split_sql(config)} AS split FROM session_stats)
+                    WINDOW w AS (PARTITION BY split ORDER BY s)  -- s numbers sessions in session_id order
+                 """)
+    con.execute("""CREATE TABLE sessions AS
+                   SELECT session_id, n_micro, n_macro, start_ts, n_timestamps, split, session_index
+                   FROM session_keys""")
+
+    # What the training split's micro-behaviors give (vocabulary, bucket edges), in one scan.
+    con.execute("""CREATE TEMP TABLE train_counts AS
+                   SELECT sku, dwell_seconds, gap_seconds, GROUPING(sku) = 0 AS by_sku,
+                          GROUPING(dwell_seconds) = 0 AS by_dwell, count(*) AS n
+                   FROM mb JOIN session_keys k USING (s) WHERE k.split = 'train'
+                   GROUP BY GROUPING SETS ((sku), (dwell_seconds), (gap_seconds))""")
+    n_train = con.sql("SELECT coalesce(sum(n), 0) FROM train_counts WHERE by_sku").fetchall()[0][0]
+    check_training_split(micro_behaviors, n_train)
+    if config.dwell_edges is not None:
+        edges = sorted(float(e) for e in config.dwell_edges)
+    else:
+        edges = _quantile_edges(con, "dwell_seconds", "by_dwell", config.dwell_buckets)
+    interval_edges = _quantile_edges(con, "gap_seconds", "NOT by_sku AND NOT by_dwell", config.interval_buckets)
+
+    con.execute(f"""CREATE TABLE sku_vocab AS
+                    SELECT (row_number() OVER (ORDER BY n DESC, sku) + 1)::INTEGER AS sku_id, sku, n AS train_count
+                    FROM train_counts WHERE by_sku AND n >= {config.min_sku_count}""")
+    con.execute(f"""CREATE TEMP VIEW encoded AS
+                    SELECT k.split, k.first_flat + m.position AS flat_index,
                            coalesce(v.sku_id, {OOV})::INTEGER AS sku_id, m.activity::TINYINT AS activity,
                            {bucket_sql("dwell_seconds", edges)}::TINYINT AS dwell_bucket,
                            {interval_sql(interval_edges)}::TINYINT AS interval_bucket,
-                           (coalesce(s.first_flat, 0) + m.position)::BIGINT AS flat_index,
-                           m.starts_macro, s.n_macro
-                    FROM mb m JOIN session_offsets s USING (session_id) LEFT JOIN sku_vocab v USING (sku)""")
-    # examples_sql (shared with Spark) finds the macro starts with a window; here they are known.
-    con.execute(f"""CREATE TEMP TABLE examples AS
-                    SELECT split, session_index, flat_index AS end_index, sku_id AS target,
-                           macro = n_macro - 1 AS is_last,
-                           greatest(flat_index - position, flat_index - {int(config.max_len)}) AS start_index
-                    FROM encoded WHERE starts_macro AND macro >= 1""")
+                           (m.g - k.first_g)::INTEGER AS macro
+                    FROM mb m JOIN session_keys k USING (s) LEFT JOIN sku_vocab v USING (sku)""")
     return edges, interval_edges
+
+
+def _session_order_pass(con, rows: str, source: str) -> None:
+    """Temporary table `mb`: the micro-behaviors in session order (session_id, position), each with
+    what needs its neighbours, from one streaming pass (lag and running sums over OVER (), which
+    keep the order rows come in): `s` numbers the sessions in that order, `g` the macro interactions
+    (a new one wherever the product or the session changes), `gap_seconds` is the time since the
+    previous micro-behavior of its session (known when this one happens), `session_id` is kept on a
+    session's first row only, and `out_of_order` marks a row that comes before the previous one
+    (a table written in another order is then read through a sort: every ingest writes this order)."""
+    con.execute("SET preserve_insertion_order = true")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE mb AS
+        SELECT (sum(new_session::INTEGER) OVER (ROWS UNBOUNDED PRECEDING) - 1)::INTEGER AS s,
+               CASE WHEN new_session THEN session_id END AS session_id, position, sku, activity,
+               dwell_seconds, timestamp, gap_seconds,
+               sum((new_session OR sku IS DISTINCT FROM previous_sku)::INTEGER) OVER (ROWS UNBOUNDED PRECEDING) AS g,
+               out_of_order
+        FROM (SELECT session_id, position, sku, activity, dwell_seconds, timestamp,
+                     session_id IS DISTINCT FROM lag(session_id) OVER () AS new_session,
+                     lag(sku) OVER () AS previous_sku,
+                     CASE WHEN session_id = lag(session_id) OVER () THEN lag(time_interval_seconds) OVER () END
+                         AS gap_seconds,
+                     coalesce(session_id < lag(session_id) OVER ()
+                              OR (session_id = lag(session_id) OVER () AND position < lag(position) OVER ()), false)
+                         AS out_of_order
+              FROM {rows})""",
+        [source],
+    )
 
 
 def _split_sql(config: FeatureConfig) -> str:
@@ -157,11 +181,20 @@ def _split_sql(config: FeatureConfig) -> str:
                     WHEN start_ts < {cut.format(valid_cut)} THEN 'validation' ELSE 'test' END"""
 
 
-def _quantile_edges(con, column: str, buckets: int) -> list[float]:
-    """Equal-frequency cut points of a column over the training split (nulls left out)."""
-    quantiles = [k / buckets for k in range(1, buckets)]
-    edges = con.sql(f"SELECT quantile_disc({column}, {quantiles}) FROM train_mb").fetchall()[0][0]
-    return sorted(set(float(e) for e in edges or []))  # ties can merge two quantiles; no gaps: no edges
+def _quantile_edges(con, column: str, rows: str, buckets: int) -> list[float]:
+    """Equal-frequency cut points of a column over the training split (nulls left out), from its
+    histogram in table train_counts (the `rows` of it): quantile_disc's (and Spark's percentile_disc)
+    value at q, the smallest whose running count reaches ceil(q * n)."""
+    histogram = con.sql(
+        f"SELECT {column}, n FROM train_counts WHERE {rows} AND {column} IS NOT NULL ORDER BY {column}"
+    ).fetchall()
+    values = np.array([v for v, _ in histogram], dtype=np.float64)
+    running = np.cumsum([n for _, n in histogram])
+    if not len(running):
+        return []
+    ranks = [max(math.ceil(running[-1] * k / buckets), 1) for k in range(1, buckets)]
+    edges = values[np.searchsorted(running, ranks)]
+    return sorted(set(float(e) for e in edges))  # ties can merge two quantiles; no gaps: no edges
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,30 +203,19 @@ def _quantile_edges(con, column: str, buckets: int) -> list[float]:
 
 def _attach_spark_tables(con, folder: Path) -> None:
     """The Spark engine's Parquet tables: sessions and sku_vocab kept in features.duckdb (as the
-    DuckDB engine keeps them), encoded and examples read in place."""
+    DuckDB engine keeps them), encoded read in place."""
     for name, kind in (
         ("sessions", "TABLE"),
         ("sku_vocab", "TABLE"),
         ("encoded", "TEMP VIEW"),
-        ("examples", "TEMP VIEW"),
     ):
         files = str(folder / name / "*.parquet").replace("'", "''")  # a view's SQL cannot take parameters
         con.execute(f"CREATE {kind} {name} AS SELECT * FROM read_parquet('{files}')")
 
 
 def _write_outputs(con, micro_behaviors: Path, out: Path, config: FeatureConfig, edges, interval_edges) -> dict:
-    summary: dict = {
-        "input": str(micro_behaviors),
-        "synthetic": is_synthetic(str(micro_behaviors)),
-        "config": asdict(config),
-        "dwell_edges": edges,
-        "interval_edges": interval_edges,
-        "n_skus": con.sql("SELECT count(*) FROM sku_vocab").fetchall()[0][0],
-        "splits": {},
-    }
-    for split in SPLITS:
-        summary["splits"][split] = _write_split(con, out / split, split)
-
+    """Vocabulary, summary and every split's arrays and examples. Reads what it needs from `con`, then
+    closes it before the examples are worked out, so DuckDB's memory is back before numpy's peak."""
     vocab = {
         "sku": ["<pad>", "<oov>"] + [r[0] for r in con.sql("SELECT sku FROM sku_vocab ORDER BY sku_id").fetchall()],
         "sku_train_count": [0, 0]
@@ -205,58 +227,89 @@ def _write_outputs(con, micro_behaviors: Path, out: Path, config: FeatureConfig,
         "n_interval_buckets": len(interval_edges) + 2,
     }
     (out / "vocab.json").write_text(json.dumps(vocab) + "\n")
-    return summary
+    sessions, arrays = _read_splits(con)
+    con.close()
+    return {
+        "input": str(micro_behaviors),
+        "synthetic": is_synthetic(str(micro_behaviors)),
+        "config": asdict(config),
+        "dwell_edges": edges,
+        "interval_edges": interval_edges,
+        "n_skus": len(vocab["sku"]) - 2,
+        "splits": {
+            split: _write_split(out / split, arrays.pop(split), *sessions[split], config.max_len) for split in SPLITS
+        },
+    }
 
 
-def _column(con, sql: str, dtype) -> np.ndarray:
-    table = con.sql(sql).to_arrow_table()
-    return _as(table, table.column_names[0], dtype)
+ARRAYS = (  # file, column of `encoded`, dtype
+    ("sku", "sku_id", np.int32),
+    ("activity", "activity", np.int8),
+    ("dwell", "dwell_bucket", np.int8),
+    ("interval", "interval_bucket", np.int8),
+    ("macro", "macro", np.int32),
+)
 
 
-def _write_split(con, folder: Path, split: str) -> dict:
+def _read_splits(con) -> tuple[dict, dict]:
+    """Each split's sessions (micro-behaviors and macro interactions, by session_index) and arrays,
+    from one scan of `encoded` in any order: each row is put in place by its flat_index (dense
+    0..n-1 within its split), so no split is ever sorted."""
+    sessions = {}
+    for split in SPLITS:
+        table = con.sql(
+            f"SELECT n_micro, n_macro FROM sessions WHERE split = '{split}' ORDER BY session_index"
+        ).to_arrow_table()
+        sessions[split] = (_as(table, "n_micro", np.int64), _as(table, "n_macro", np.int64))
+    arrays = {
+        split: {name: np.empty(int(n_micro.sum()), dtype) for name, _, dtype in ARRAYS}
+        for split, (n_micro, _) in sessions.items()
+    }
+    codes = " ".join(f"WHEN '{split}' THEN {i}" for i, split in enumerate(SPLITS))
+    columns = ", ".join(column for _, column, _ in ARRAYS)
+    reader = con.sql(
+        f"SELECT (CASE split {codes} END)::TINYINT AS split_code, flat_index::BIGINT, {columns} FROM encoded"
+    ).to_arrow_reader(1 << 20)
+    for batch in reader:
+        code = batch.column(0).to_numpy()
+        flat = batch.column(1).to_numpy()
+        for i, split in enumerate(SPLITS):
+            rows = code == i
+            places = flat[rows]
+            for k, (name, _, _) in enumerate(ARRAYS):
+                arrays[split][name][places] = batch.column(2 + k).to_numpy()[rows]
+    return sessions, arrays
+
+
+def _write_split(folder: Path, arrays: dict, n_micro: np.ndarray, n_macro: np.ndarray, max_len: int) -> dict:
+    """A split's arrays and its examples: every macro interaction after its session's first is a
+    target (where `macro` steps up within a session), its input the last max_len micro-behaviors
+    before it. Each array is saved as soon as it is made (a 100M-row split's examples are GBs)."""
     folder.mkdir(parents=True)
-    # Read in any order and put in place by flat_index (dense 0..n-1): no sort of the whole split.
-    # One column at a time, each read with its places (a scan's order is not repeatable), so memory
-    # holds one column and its places, not the split's rows.
-    n = 0
-    for name, column, dtype in (
-        ("sku", "sku_id", np.int32),
-        ("activity", "activity", np.int8),
-        ("dwell", "dwell_bucket", np.int8),
-        ("interval", "interval_bucket", np.int8),
-        ("macro", "macro", np.int32),
-    ):
-        table = con.sql(f"SELECT flat_index, {column} FROM encoded WHERE split = '{split}'").to_arrow_table()
-        n = table.num_rows
-        values = np.empty(n, dtype)
-        values[_as(table, "flat_index", np.int64)] = _as(table, column, dtype)
-        del table
+    for name, values in arrays.items():
         np.save(folder / f"{name}.npy", values)
-        del values
-    lengths = _column(con, f"SELECT n_micro FROM sessions WHERE split = '{split}' ORDER BY session_index", np.int64)
-    np.save(folder / "session_offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+    offsets = np.concatenate([[0], np.cumsum(n_micro)]).astype(np.int64)
+    np.save(folder / "session_offsets.npy", offsets)
 
-    examples = con.sql(
-        f"SELECT session_index, end_index, target, is_last, start_index FROM examples "
-        f"WHERE split = '{split}' ORDER BY end_index"
-    ).to_arrow_table()
-    targets = _as(examples, "target", np.int32)
-    is_last = _as(examples, "is_last", np.bool_)
-    np.save(folder / "example_session.npy", _as(examples, "session_index", np.int32))
-    np.save(folder / "example_start.npy", _as(examples, "start_index", np.int64))
-    np.save(folder / "example_end.npy", _as(examples, "end_index", np.int64))
+    macro = arrays["macro"]
+    end = np.flatnonzero(macro[1:] != macro[:-1]) + 1  # macro steps up; at a session's first it is 0
+    end = end[macro[end] >= 1]
+    np.save(folder / "example_end.npy", end.astype(np.int64, copy=False))
+    targets = arrays.pop("sku")[end]
     np.save(folder / "example_target.npy", targets)
+    session = (np.searchsorted(offsets, end, side="right") - 1).astype(np.int32)
+    np.save(folder / "example_session.npy", session)
+    np.save(folder / "example_start.npy", np.maximum(offsets[session], end - max_len))
+    is_last = macro[end] == n_macro[session] - 1
     np.save(folder / "example_is_last.npy", is_last)
     return {
-        "sessions": len(lengths),
-        "micro_behaviors": n,
+        "sessions": len(n_micro),
+        "micro_behaviors": len(macro),
         "examples": len(targets),
         "oov_targets": int((targets == OOV).sum()),
         "last_examples": int(is_last.sum()),
         "last_oov_targets": int((targets[is_last] == OOV).sum()),
-        "sessions_without_example": int(
-            con.sql(f"SELECT count(*) FROM sessions WHERE split = '{split}' AND n_macro < 2").fetchall()[0][0]
-        ),
+        "sessions_without_example": int((n_macro < 2).sum()),
     }
 
 

@@ -35,19 +35,3 @@ def bucket_sql(column: str, edges: list[float]) -> str:
 def interval_sql(edges: list[float]) -> str:
     """1 where the gap is unknown (a session's first micro-behavior), else 1 + its bucket."""
     return f"(CASE WHEN gap_seconds IS NULL THEN 1 ELSE 1 + {bucket_sql('gap_seconds', edges)} END)"
-
-
-def examples_sql(max_len: int, sessions: str = "sessions") -> str:
-    """The examples from table `encoded` (the same SQL in both dialects). Targets: the first
-    micro-behavior of each macro interaction after the session's first; the input is the last
-    `max_len` micro-behaviors before it, [start_index, end_index) of the split's arrays."""
-    return f"""
-        WITH starts AS (
-            SELECT *, lag(macro) OVER (PARTITION BY split, session_index ORDER BY position)
-                      IS DISTINCT FROM macro AS is_macro_start
-            FROM encoded)
-        SELECT e.split, e.session_index, e.flat_index AS end_index, e.sku_id AS target,
-               e.macro = s.n_macro - 1 AS is_last,
-               greatest(e.flat_index - e.position, e.flat_index - {int(max_len)}) AS start_index
-        FROM starts e JOIN {sessions} s ON s.split = e.split AND s.session_index = e.session_index
-        WHERE e.is_macro_start AND e.macro >= 1"""

@@ -1,7 +1,7 @@
 """Feature building on Spark: the definitions of rib/features/build.py, written by hand for Spark.
 
-`features.engine: spark` runs this instead of the DuckDB SQL; build.py then turns the four tables it
-writes (sessions, sku_vocab, encoded, examples, Parquet under `out`) into the same arrays, vocabulary
+`features.engine: spark` runs this instead of the DuckDB SQL; build.py then turns the three tables it
+writes (sessions, sku_vocab, encoded, Parquet under `out`) into the same arrays, examples, vocabulary
 and summary as it does DuckDB's. The SQL is not translated automatically: a translation can change
 meaning silently (DuckDB's ordered `LIST(x ORDER BY t)` loses its order in Spark), so every ordering
 here is an explicit sort key, and tests/test_spark.py builds the same input on both engines and
@@ -26,19 +26,18 @@ from rib.features.shared import (
     bucket_sql,
     check_timestamps,
     check_training_split,
-    examples_sql,
     interval_sql,
     split_cuts,
 )
 from rib.io import spark_session
 from rib.schema import OOV
 
-TABLES = ("sessions", "sku_vocab", "encoded", "examples")
+TABLES = ("sessions", "sku_vocab", "encoded")
 
 
 def build_tables(micro_behaviors: Path, out: Path, config: FeatureConfig) -> tuple[list[float], list[float]]:
-    """Run the feature definitions on Spark; write sessions, sku_vocab, encoded and examples as
-    Parquet folders under `out`; return the dwell and interval bucket edges."""
+    """Run the feature definitions on Spark; write sessions, sku_vocab and encoded as Parquet
+    folders under `out`; return the dwell and interval bucket edges."""
     from pyspark.sql import functions as F
 
     spark = spark_session(config)
@@ -105,12 +104,10 @@ def build_tables(micro_behaviors: Path, out: Path, config: FeatureConfig) -> tup
                s.flat_start + m.rank_in_session AS flat_index
         FROM mb m JOIN sessions_all s USING (session_id) LEFT JOIN sku_vocab v USING (sku)"""),
     )
-    examples = spark.sql(examples_sql(config.max_len, sessions="sessions_all"))
-
     sessions = spark.table("sessions_all").select(
         "session_id", "n_micro", "n_macro", "start_ts", "n_timestamps", "split", "session_index"
     )
-    for name, frame in zip(TABLES, (sessions, spark.table("sku_vocab"), spark.table("encoded"), examples), strict=True):
+    for name, frame in zip(TABLES, (sessions, spark.table("sku_vocab"), spark.table("encoded")), strict=True):
         frame.write.parquet(str(out / name))
     spark.catalog.clearCache()
     return edges, interval_edges
