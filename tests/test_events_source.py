@@ -243,3 +243,24 @@ def test_json_lines_that_are_not_objects_are_quarantined(tmp_path):
         r["line_number"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
     }
     assert quarantine == {2: "unparsable_json", 4: "unparsable_json", 6: "blank_line"}
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1 << 24])
+def test_the_empty_line_scan_reads_in_chunks_and_finds_an_empty_line_across_their_edges(tmp_path, chunk):
+    """The byte scan that decides whether the exact blank-line pass runs: read in chunks (a mapped
+    file would count whole in resident memory), with empty lines on a chunk's edge found too."""
+    from rib.data.events import has_empty_line
+
+    cases = {
+        b"": False,
+        b"\n": True,
+        b"\r\n": True,
+        b"a\nb\n": False,
+        b"a\n\nb": True,
+        b"a\n\r\nb": True,
+        b"a\r\nb\r\n": False,
+        b"a\nb": False,
+    }
+    for data, expected in cases.items():
+        (tmp_path / "log.csv").write_bytes(data)
+        assert has_empty_line(tmp_path / "log.csv", chunk) is expected, data
