@@ -41,6 +41,15 @@ def parquet_source(path: str | Path) -> str:
     return str(path / "*.parquet") if path.is_dir() else str(path)
 
 
+# The canonical table in session order, read as it comes (streaming lag/lead over OVER () keep that
+# order): what the quality's derived columns and the features' macro interactions need from a
+# row's neighbours. OUT_OF_SESSION_ORDER marks a row that comes before the one read before it; a
+# table with such rows is read through SESSION_ORDERED_ROWS (a sort) instead.
+OUT_OF_SESSION_ORDER = """coalesce(session_id < lag(session_id) OVER ()
+    OR (session_id = lag(session_id) OVER () AND position < lag(position) OVER ()), false)"""
+SESSION_ORDERED_ROWS = "(SELECT * FROM read_parquet(?) ORDER BY session_id, position)"
+
+
 def new_staging(parent: Path, prefix: str) -> Path:
     """A new hidden staging folder `prefix`* in `parent`, after removing those a killed run left
     there (one writer per output at a time: the Dagster pools and DVC's lock see to it)."""

@@ -46,7 +46,7 @@ from rib.features.shared import (
     interval_sql,
     split_cuts,
 )
-from rib.io import connect_duckdb, parquet_source, staged_folder
+from rib.io import OUT_OF_SESSION_ORDER, SESSION_ORDERED_ROWS, connect_duckdb, parquet_source, staged_folder
 from rib.schema import ACTIVITY_NAMES, OOV, is_synthetic
 
 SPLITS = ("train", "validation", "test")
@@ -89,7 +89,7 @@ def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[floa
     source = parquet_source(micro_behaviors)
     _session_order_pass(con, "read_parquet(?)", source)
     if con.execute("SELECT bool_or(out_of_order) FROM mb").fetchone()[0]:  # not written in session order
-        _session_order_pass(con, "(SELECT * FROM read_parquet(?) ORDER BY session_id, position)", source)
+        _session_order_pass(con, SESSION_ORDERED_ROWS, source)
     con.execute("SET preserve_insertion_order = false")  # the rest is joins and aggregates: any order
     con.execute("""CREATE TEMP TABLE session_stats AS
                    SELECT s, any_value(session_id) AS session_id, count(*) AS n_micro,
@@ -147,7 +147,8 @@ def _session_order_pass(con, rows: str, source: str) -> None:
     (a new one wherever the product or the session changes), `gap_seconds` is the time since the
     previous micro-behavior of its session (known when this one happens), `session_id` is kept on a
     session's first row only, and `out_of_order` marks a row that comes before the previous one
-    (a table written in another order is then read through a sort: every ingest writes this order)."""
+    (a table written in another order is then read through a sort; the events ingest writes this
+    order on either engine)."""
     con.execute("SET preserve_insertion_order = true")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE mb AS
@@ -161,9 +162,7 @@ def _session_order_pass(con, rows: str, source: str) -> None:
                      lag(sku) OVER () AS previous_sku,
                      CASE WHEN session_id = lag(session_id) OVER () THEN lag(time_interval_seconds) OVER () END
                          AS gap_seconds,
-                     coalesce(session_id < lag(session_id) OVER ()
-                              OR (session_id = lag(session_id) OVER () AND position < lag(position) OVER ()), false)
-                         AS out_of_order
+                     {OUT_OF_SESSION_ORDER} AS out_of_order
               FROM {rows})""",
         [source],
     )
