@@ -1,4 +1,5 @@
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
@@ -264,3 +265,67 @@ def test_the_empty_line_scan_reads_in_chunks_and_finds_an_empty_line_across_thei
     for data, expected in cases.items():
         (tmp_path / "log.csv").write_bytes(data)
         assert has_empty_line(tmp_path / "log.csv", chunk) is expected, data
+
+
+def _reference_sessions(events: list[tuple], gap: float) -> dict[tuple, tuple]:
+    """The rules of rib/data/events.py written out by hand, row by row: events (user, item, unix
+    seconds, file, line) ordered per user by (time, file, line); a session ends where the gap to the
+    next event exceeds `gap`; a visit is a run of one item in a session; its dwell runs from its
+    first event to the next visit's first event, or (the session's last visit) to the session's last
+    event. Returns (file, line) -> (session_id, position, dwell, seconds to the next event)."""
+    out = {}
+    for user in {e[0] for e in events}:
+        mine = sorted((e for e in events if e[0] == user), key=lambda e: (e[2], e[3], e[4]))
+        sessions = [[mine[0]]]
+        for previous, event in pairwise(mine):
+            if event[2] - previous[2] > gap:
+                sessions.append([])
+            sessions[-1].append(event)
+        for number, session in enumerate(sessions, start=1):
+            visits = [[session[0]]]
+            for previous, event in pairwise(session):
+                if event[1] != previous[1]:
+                    visits.append([])
+                visits[-1].append(event)
+            position = 0
+            for v, visit in enumerate(visits):
+                end = visits[v + 1][0][2] if v + 1 < len(visits) else session[-1][2]
+                for event in visit:
+                    following = session[position + 1][2] - event[2] if position + 1 < len(session) else None
+                    out[(event[3], event[4])] = (f"{user}#{number}", position, float(end - visit[0][2]), following)
+                    position += 1
+    return out
+
+
+def test_sessions_visits_dwell_and_intervals_match_a_row_by_row_reference(tmp_path):
+    """Random users in two files, with equal timestamps (ordered by file, then line), gaps on
+    either side of the 30-minute cut and runs of one item: every row's session, position, dwell and
+    interval as the rules say, and the table in (session_id, position) order."""
+    import random
+
+    rng = random.Random(7)
+    files = [[], []]
+    for user in range(1, 13):
+        t = T0 + rng.randrange(0, 100)
+        for _ in range(rng.randrange(1, 40)):
+            t += rng.choice([0, 0, 1, 7, 60, 1799, 1800, 1801, 5000])  # ties and the cut's edges
+            item = rng.choice([100, 100, 200, 300]) if rng.random() < 0.6 else rng.randrange(100, 110)
+            files[rng.randrange(2)].append((user, item, t))
+    for events in files:
+        rng.shuffle(events)  # a log need not be in time order
+    paths = []
+    for index, events in enumerate(files):
+        paths.append(tmp_path / f"part{index}.csv")
+        paths[-1].write_text("".join(f"{u},{i},7,pv,{t}\n" for u, i, t in events))
+    ingest("events", paths, tmp_path / "out", EXAMPLES / "taobao.yaml")
+
+    events = [(str(u), str(i), t, f, line) for f, part in enumerate(files) for line, (u, i, t) in enumerate(part)]
+    expected = _reference_sessions(events, gap=30 * 60)
+    rows = rows_of(tmp_path / "out")
+    assert len(rows) == len(events) > 150
+    assert [(r["session_id"], r["position"]) for r in rows] == sorted((s, p) for s, p, _, _ in expected.values())
+    by_session_position = {(s, p): (d, n) for s, p, d, n in expected.values()}
+    for r in rows:
+        assert (r["dwell_seconds"], r["time_interval_seconds"]) == by_session_position[(r["session_id"], r["position"])]
+    assert len({r["session_id"] for r in rows}) > 20  # the draw has users with ten sessions and more
+    assert any(r["session_id"].endswith("#10") for r in rows)

@@ -154,10 +154,10 @@ def _file_format(path: Path, config: EventsConfig) -> str:
     raise InputFileError(path, "unknown format: name it in the config (format: csv|parquet|jsonl)")
 
 
-def _lines_sql(path_param: str) -> str:
-    """Every physical line of a text file as one column (no quoting), numbered from 1."""
+def _lines_sql(path: str) -> str:
+    """Every physical line of a text file (`path`, a SQL literal) as one column (no quoting), numbered from 1."""
     return f"""SELECT row_number() OVER () AS line_number, line
-               FROM read_csv({path_param}, header = false, delim = '\x1e', quote = '', escape = '',
+               FROM read_csv({path}, header = false, delim = '\x1e', quote = '', escape = '',
                              auto_detect = false, columns = {{'line': 'VARCHAR'}}, ignore_errors = true,
                              max_line_size = {MAX_LINE_BYTES})"""
 
@@ -180,39 +180,56 @@ def _csv_names(path: Path, config: EventsConfig) -> list[str]:
     return [name.strip().strip(config.csv_quote or '"') for name in header.split(config.csv_delimiter)]
 
 
-def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> None:
-    """Read one file once: its readable records, numbered (`ordinal`) and checked (`_CHECKS`), into
-    table `checked`; its unreadable lines into `unreadable` (file_index, line_number, reason,
-    detail, raw); and in `line_offsets` what turns a record's ordinal into its physical line."""
+def _sql_text(value: str) -> str:
+    """A string as a SQL literal (a view's definition cannot hold parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class _FileScan:
+    """How one file's records are read: as (file_index, ordinal, one VARCHAR column per role)."""
+
+    index: int
+    path: Path
+    file_format: str
+    first_line: int  # the physical line of record 1
+    rows: str  # the records, for every read after the first
+    first_rows: str  # the same records, read once more: the first read also keeps a CSV's unreadable lines
+
+
+def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> _FileScan:
+    """What reading one file takes (its format's reader, its columns checked against the config); a
+    JSON-lines file's unreadable and blank lines go into `unreadable` here, and its objects into a
+    table `json_lines_<file_index>`, so that every later read sees the same records."""
     file_format = _file_format(path, config)
     check_input_file(path, text=file_format != "parquet")
     roles = {role: column for role, column in config.columns.items() if column}
-    params = {"path": str(path)}
+    literal = _sql_text(str(path))
+    rejects = ""
     if file_format == "parquet":
         try:
-            names = [row[0] for row in con.execute("DESCRIBE SELECT * FROM read_parquet($path)", params).fetchall()]
+            names = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal})").fetchall()]
         except Exception as error:  # duckdb raises several kinds for a file that is not Parquet
             raise InputFileError(path, f"not a readable Parquet file ({error})") from None
         _check_columns(path, roles, names)
         fields = ", ".join(f'CAST("{column}" AS VARCHAR) AS {role}' for role, column in roles.items())
-        source = f"SELECT file_row_number + 1 AS ordinal, {fields} FROM read_parquet($path, file_row_number = true)"
+        source = f"SELECT file_row_number + 1 AS ordinal, {fields} FROM read_parquet({literal}, file_row_number = true)"
         first_line = 1
     elif file_format == "jsonl":
         valid = "coalesce(json_valid(line), false) AND starts_with(ltrim(line), '{')"  # an object
-        lines = f"SELECT * FROM ({_lines_sql('$path')}) WHERE line IS NOT NULL AND trim(line) != ''"
+        lines = f"SELECT * FROM ({_lines_sql(literal)}) WHERE line IS NOT NULL AND trim(line) != ''"
         con.execute(
             f"""INSERT INTO unreadable
                 SELECT {file_index}, line_number, 'unparsable_json', 'not a JSON object', left(line, 1000)
-                FROM ({lines}) WHERE NOT ({valid})""",
-            {"path": str(path)},
+                FROM ({lines}) WHERE NOT ({valid})"""
         )
         # The objects first, on their own: DuckDB may evaluate a projection before a filter.
+        con.execute(f"CREATE OR REPLACE TABLE json_lines_{file_index} AS SELECT * FROM ({lines}) WHERE {valid}")
         con.execute(
-            f"CREATE OR REPLACE TABLE json_lines_{file_index} AS SELECT * FROM ({lines}) WHERE {valid}",
-            {"path": str(path)},
+            f"""INSERT INTO unreadable SELECT {file_index}, line_number, 'blank_line', 'an empty line', ''
+                FROM ({_lines_sql(literal)}) WHERE line IS NULL OR trim(line) = ''"""
         )
-        fields = ", ".join(f"line ->> $k_{role} AS {role}" for role in roles)
-        params = {f"k_{role}": f"$.{column}" for role, column in roles.items()}
+        fields = ", ".join(f"line ->> {_sql_text('$.' + column)} AS {role}" for role, column in roles.items())
         source = f"SELECT line_number AS ordinal, {fields} FROM json_lines_{file_index}"
         first_line = 1
     else:
@@ -220,33 +237,40 @@ def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> None:
         _check_columns(path, roles, names)
         if len(set(names)) != len(names):
             raise InputFileError(path, f"the header repeats a column name: {names}")
-        columns = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in (name.replace("'", "''") for name in names)) + "}"
+        columns = "{" + ", ".join(f"{_sql_text(name)}: 'VARCHAR'" for name in names) + "}"
         first_line = 2 if config.csv_header and not config.csv_column_names else 1
         skip = 1 if config.csv_header and config.csv_column_names else 0
-        rejects = f"rejects_{file_index}"
         fields = ", ".join(f'"{column}" AS {role}' for role, column in roles.items())
+        quote = _sql_text(config.csv_quote)
+        # The first read keeps the lines the parser rejects; a later read skips the same lines.
+        rejects = f", store_rejects = true, rejects_table = 'rejects_{file_index}'"
+        rejects += f", rejects_scan = 'rejects_{file_index}_scan'"
         source = f"""SELECT row_number() OVER () AS ordinal, {fields}
-                     FROM read_csv($path, header = {str(config.csv_header and not config.csv_column_names).lower()},
-                                   skip = {skip}, delim = $delim, quote = $quote, escape = $quote,
-                                   auto_detect = false, columns = {columns}, store_rejects = true,
-                                   rejects_table = '{rejects}', rejects_scan = '{rejects}_scan',
-                                   max_line_size = {MAX_LINE_BYTES}, strict_mode = true)"""
-        params |= {"delim": config.csv_delimiter, "quote": config.csv_quote}
+                     FROM read_csv({literal}, header = {str(config.csv_header and not config.csv_column_names).lower()},
+                                   skip = {skip}, delim = {_sql_text(config.csv_delimiter)}, quote = {quote},
+                                   escape = {quote}, auto_detect = false, columns = {columns},
+                                   max_line_size = {MAX_LINE_BYTES}, strict_mode = true, ignore_errors = true
+                                   <rejects>)"""
     role_columns = ", ".join(role if role in roles else f"NULL::VARCHAR AS {role}" for role in COLUMN_ROLES)
     rows = f"SELECT {file_index} AS file_index, ordinal, {role_columns} FROM ({source})"
+    return _FileScan(
+        file_index, path, file_format, first_line, rows.replace("<rejects>", ""), rows.replace("<rejects>", rejects)
+    )
+
+
+def _tally_file(con, scan: _FileScan, config: EventsConfig) -> list[tuple]:
+    """Read one file through the checks: its (file_index, reason, count) rows, reason None for the
+    kept records; a CSV's unreadable and blank lines into `unreadable` and what turns its records'
+    ordinals into physical lines into `line_offsets`."""
     try:
-        con.execute(f"INSERT INTO checked {_checks(config, rows)}", params)
+        counts = con.sql(f"SELECT file_index, reason, count(*) FROM ({_checks(config, scan.first_rows)}) GROUP BY ALL")
+        counts = counts.fetchall()
     except Exception as error:
-        raise InputFileError(path, f"cannot be read as {file_format}: {error}") from None
-    con.execute("INSERT INTO line_offsets VALUES (?, ?, -1, 0)", [file_index, first_line - 1])
-    if file_format == "csv":
-        _record_csv_skips(con, file_index, path, rejects, first_line)
-    if file_format == "jsonl":
-        con.execute(
-            f"""INSERT INTO unreadable SELECT {file_index}, line_number, 'blank_line', 'an empty line', ''
-                FROM ({_lines_sql("$path")}) WHERE line IS NULL OR trim(line) = ''""",
-            {"path": str(path)},
-        )
+        raise InputFileError(scan.path, f"cannot be read as {scan.file_format}: {error}") from None
+    con.execute("INSERT INTO line_offsets VALUES (?, ?, -1, 0)", [scan.index, scan.first_line - 1])
+    if scan.file_format == "csv":
+        _record_csv_skips(con, scan.index, scan.path, f"rejects_{scan.index}", scan.first_line)
+    return counts
 
 
 def _checks(config: EventsConfig, rows: str) -> str:
@@ -300,9 +324,8 @@ def _record_csv_skips(con, file_index: int, path: Path, rejects: str, first_line
         con.execute(
             f"""INSERT INTO unreadable
                 SELECT {file_index}, line_number, 'blank_line', 'an empty line', ''
-                FROM ({_lines_sql("$path")})
-                WHERE line_number >= {first_line} AND (line IS NULL OR line IN ('', '\r'))""",
-            {"path": str(path)},
+                FROM ({_lines_sql(_sql_text(str(path)))})
+                WHERE line_number >= {first_line} AND (line IS NULL OR line IN ('', '\r'))"""
         )
     con.execute(  # lines skipped one after another share kept_before: keep the largest count
         f"""INSERT INTO line_offsets
@@ -324,7 +347,8 @@ def has_empty_line(path: Path, chunk: int = 1 << 24) -> bool:
         tail = b"\n"  # the file's start counts as a line start
         while block := handle.read(chunk):
             data = tail + block
-            if data.find(b"\n\n") >= 0 or data.find(b"\n\r\n") >= 0:
+            # b"\r" in data is a memchr: a file without CR skips the second search (half the time)
+            if data.find(b"\n\n") >= 0 or (b"\r" in data and data.find(b"\n\r\n") >= 0):
                 return True
             tail = data[-2:]
     return False
@@ -346,6 +370,9 @@ def _timestamp_sql(config: EventsConfig) -> str:
 
 
 def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine_path: Path) -> IngestReport:
+    """Read the event logs into the canonical table (`table_path`) and the quarantine. Each file is
+    read twice, never stored whole: once through the checks for the counts (and, only when rows fail
+    a check, once more for those rows), then once into the canonical table's sorts."""
     paths = [Path(p) for p in inputs]
     # In the staging folder, spilling to disk past the memory limit.
     con = connect_duckdb(table_path.parent / "events.duckdb", spill=table_path.parent / "spill")
@@ -362,19 +389,18 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
     con.execute(
         "CREATE TABLE unreadable (file_index INTEGER, line_number BIGINT, reason VARCHAR, detail VARCHAR, raw VARCHAR)"
     )
-    # In memory (a temporary table), spilling to the staging folder past the memory limit: writing
-    # it into the database file took as long again at 20M rows.
-    con.execute(
-        """CREATE TEMP TABLE checked (file_index INTEGER, ordinal BIGINT, user_id VARCHAR, session_raw VARCHAR,
-                                 sku VARCHAR, category VARCHAR, activity TINYINT, ts TIMESTAMPTZ, dwell DOUBLE,
-                                 reason VARCHAR, timestamp_raw VARCHAR, event_type VARCHAR, dwell_raw VARCHAR)"""
-    )
     # record `ordinal` of a file sits on line ordinal + offset + the lines skipped before it
     con.execute(
         "CREATE TABLE line_offsets (file_index INTEGER, offset_ INTEGER, kept_before BIGINT, skipped_before BIGINT)"
     )
-    for file_index, path in enumerate(paths):  # each file read once, into `checked` and `unreadable`
-        _scan_file(con, file_index, path, config)
+    scans = [_scan_file(con, file_index, path, config) for file_index, path in enumerate(paths)]
+    counts = [row for scan in scans for row in _tally_file(con, scan, config)]
+    # Every file's checked records as a view: each query over it reads the files again. Storing them
+    # instead (a temporary table) cost a third of the ingest at 100M rows, spilling past the memory limit.
+    con.execute("CREATE TEMP VIEW checked AS " + " UNION ALL ".join(_checks(config, scan.rows) for scan in scans))
+    failed = any(reason is not None for _, reason, _ in counts)
+    limit = "" if failed else "LIMIT 0"  # a clean log: no third read
+    con.execute(f"CREATE TEMP TABLE failed AS SELECT * FROM checked WHERE reason IS NOT NULL {limit}")
     con.execute("CREATE TABLE files (file_index INTEGER, source_file VARCHAR)")
     con.executemany("INSERT INTO files VALUES (?, ?)", [(i, str(p)) for i, p in enumerate(paths)])
     _write_quarantine(con, quarantine_path)
@@ -382,10 +408,7 @@ def read_events(inputs: list, config: EventsConfig, table_path: Path, quarantine
         f"COPY ({_canonical_sql(config)}) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)",
         [str(table_path)],
     )
-
-    counts = con.sql("""SELECT file_index, reason, count(*) FROM (
-                            SELECT file_index, reason FROM checked UNION ALL SELECT file_index, reason FROM unreadable
-                        ) GROUP BY ALL""").fetchall()
+    counts += con.sql("SELECT file_index, reason, count(*) FROM unreadable GROUP BY ALL").fetchall()
     sessions = con.sql(  # each session's first micro-behavior
         "SELECT count(*) FROM read_parquet($path) WHERE position = 0", params={"path": str(table_path)}
     ).fetchall()[0][0]
@@ -430,7 +453,7 @@ def _write_quarantine(con, quarantine_path: Path) -> None:
                    WHEN 'non_numeric_field' THEN 'dwell=' || dwell_raw
                    ELSE reason END AS detail,
                  concat_ws(',', user_id, session_raw, timestamp_raw, sku, event_type, dwell_raw, category) AS raw
-          FROM (SELECT * FROM checked WHERE reason IS NOT NULL) c
+          FROM failed c
           ASOF JOIN line_offsets k ON c.file_index = k.file_index AND c.ordinal > k.kept_before
           JOIN files f ON f.file_index = c.file_index
           UNION ALL
@@ -445,22 +468,24 @@ def _write_quarantine(con, quarantine_path: Path) -> None:
 
 def _canonical_sql(config: EventsConfig) -> str:
     """The kept rows as the canonical table, ordered by session and position, in two passes over
-    each user's events in time order (sessions cut by gap, visits, dwell and intervals all come from
-    the same order: no per-session sort, no join), then one sort by session."""
+    each user's events in time order, then one sort by session. The first pass reads each event's
+    neighbours (so each event knows whether it starts or ends its session and its visit); the second
+    carries running values forward (session number, position, the visit's first time) and one value
+    back from the visit's last event (the visit's end). No per-session sort, no join."""
     has = {role: bool(column) for role, column in config.columns.items()}
     part = "session_raw" if has["session"] else "user_id"
     gap = config.session_gap_minutes * 60
-    new_session = "row_in_part = 1" if has["session"] else f"(prev_ts IS NULL OR epoch(ts) - epoch(prev_ts) > {gap})"
+    if has["session"]:
+        new_session, last_in_session = "row_in_part = 1", "NOT has_next"
+    else:
+        new_session = f"(prev_ts IS NULL OR epoch(ts) - epoch(prev_ts) > {gap})"
+        last_in_session = f"(NOT has_next OR epoch(next_ts) - epoch(ts) > {gap})"
     session_id = "session_raw" if has["session"] else "user_id || '#' || session_number"
-    # Dwell, when the log has none: from a visit's first event to the first event of the session's next
-    # visit; for the session's last visit, to its last event (the end of the session).
-    dwell = (
-        "dwell"
-        if has["dwell"]
-        else """CASE WHEN next_visit_ts IS NOT NULL AND NOT next_visit_starts_session
-                     THEN epoch(next_visit_ts) - epoch(visit_start_ts)
-                     ELSE epoch(session_end_ts) - epoch(visit_start_ts) END"""
-    )
+    # Dwell, when the log has none: from a visit's first event to the first event of the session's
+    # next visit; for the session's last visit, to its last event (the end of the session). Times
+    # never fall along a user's events, so the visit's first time is the running maximum of visit
+    # starts, and its end the smallest end still ahead.
+    dwell = "dwell" if has["dwell"] else "epoch(visit_end_ts) - epoch(visit_start_ts)"
     columns = ", ".join(
         ["user_id", "sku", "category", "activity", "ts"]
         + (["session_raw"] if has["session"] else [])
@@ -469,29 +494,31 @@ def _canonical_sql(config: EventsConfig) -> str:
     return f"""
       WITH first_pass AS (  -- only the columns the table needs travel through the sorts
         SELECT {columns}, lag(ts) OVER w AS prev_ts, lag(sku) OVER w AS prev_sku,
-               lead(ts) OVER w AS next_ts, row_number() OVER w AS row_in_part
+               lead(ts) OVER w AS next_ts, lead(sku) OVER w AS next_sku,
+               lead(true, 1, false) OVER w AS has_next, row_number() OVER w AS row_in_part
         FROM checked WHERE reason IS NULL
         WINDOW w AS (PARTITION BY {part} ORDER BY ts, file_index, ordinal)
-      ), flagged AS (
-        SELECT *, {new_session} AS new_session, ({new_session}) OR prev_sku IS DISTINCT FROM sku AS new_visit
-        FROM first_pass
+      ), sessions AS (
+        SELECT *, {new_session} AS new_session, {last_in_session} AS last_in_session FROM first_pass
+      ), visits AS (
+        SELECT *, new_session OR prev_sku IS DISTINCT FROM sku AS new_visit,
+               last_in_session OR next_sku IS DISTINCT FROM sku AS last_in_visit
+        FROM sessions
       ), second_pass AS (
         SELECT *,
           sum(new_session::INTEGER) OVER upto AS session_number,
           row_in_part - max(CASE WHEN new_session THEN row_in_part END) OVER upto AS position,
-          lead(new_session) OVER w AS next_starts_session,
           max(CASE WHEN new_visit THEN ts END) OVER upto AS visit_start_ts,
-          lead(CASE WHEN new_visit THEN ts END IGNORE NULLS) OVER w AS next_visit_ts,
-          lead(CASE WHEN new_visit THEN new_session END IGNORE NULLS) OVER w AS next_visit_starts_session,
-          coalesce(lead(CASE WHEN new_session THEN prev_ts END IGNORE NULLS) OVER w,
-                   last_value(ts) OVER (w ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)) AS session_end_ts
-        FROM flagged
+          min(CASE WHEN last_in_visit THEN (CASE WHEN last_in_session THEN ts ELSE next_ts END) END) OVER ahead
+            AS visit_end_ts
+        FROM visits
         WINDOW w AS (PARTITION BY {part} ORDER BY row_in_part),  -- the first pass's order, as one integer
-               upto AS (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+               upto AS (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+               ahead AS (w ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)
       )
       SELECT {session_id} AS session_id, user_id, position::INTEGER AS position, sku, category,
              activity::TINYINT AS activity, ({dwell})::DOUBLE AS dwell_seconds,
-             (CASE WHEN NOT next_starts_session THEN epoch(next_ts) - epoch(ts) END)::DOUBLE AS time_interval_seconds,
+             (CASE WHEN NOT last_in_session THEN epoch(next_ts) - epoch(ts) END)::DOUBLE AS time_interval_seconds,
              ts::TIMESTAMPTZ AS timestamp
       FROM second_pass
       ORDER BY session_id, position"""

@@ -35,13 +35,14 @@ def _profile(con, micro_behaviors: str | Path, sample_rows: int) -> dict:
         f"SELECT count(*), count(*) FILTER (position = 0), {distinct} FROM read_parquet(?)", [path]
     ).fetchall()[0]
     where = f"WHERE hash(session_id) % 1000000 < {int(share * 1_000_000)}" if sampled else ""
+    # The sample on its own first: with the windows in the same statement, DuckDB read the whole
+    # table (15 s at 100M rows against 2 s).
+    con.execute(f"CREATE TEMP TABLE sampled AS SELECT * FROM read_parquet(?) {where}", [path])
     con.execute(
-        f"""CREATE TEMP TABLE mb AS
+        """CREATE TEMP TABLE mb AS
            SELECT *, sum(CASE WHEN lag_sku IS DISTINCT FROM sku THEN 1 ELSE 0 END)
                        OVER (PARTITION BY session_id ORDER BY position) AS macro
-           FROM (SELECT *, lag(sku) OVER (PARTITION BY session_id ORDER BY position) AS lag_sku
-                 FROM read_parquet(?) {where})""",
-        [path],
+           FROM (SELECT *, lag(sku) OVER (PARTITION BY session_id ORDER BY position) AS lag_sku FROM sampled)"""
     )
     activity_share = dict(
         con.sql("SELECT activity, round(count(*) / sum(count(*)) OVER (), 4) FROM mb GROUP BY 1 ORDER BY 1").fetchall()
