@@ -101,6 +101,23 @@ def test_hash_split_is_stable_when_data_is_appended(tmp_path):
     assert len(half) == 250 and all(whole[s] == split for s, split in half.items())
 
 
+def test_the_hash_split_is_the_md5_of_seed_and_session_as_a_little_endian_integer(tmp_path):
+    """The rule written out with hashlib: u = (MD5 digest of "seed:session_id", read as a
+    little-endian 128-bit integer) mod 10^6 / 10^6; training below 1 - validation - test, then
+    validation, then test. The Spark engine computes the same integer from the hex digest."""
+    import hashlib
+
+    src = tmp_path / "syn.parquet"
+    generate(SyntheticConfig(n_sessions=400, n_skus=200, seed=11), src)
+    config = FeatureConfig(split_seed=7, validation_fraction=0.2, test_fraction=0.3)
+    build_features(src, tmp_path / "f", config)
+    con = duckdb.connect(str(tmp_path / "f" / "features.duckdb"), read_only=True)
+    for session_id, split in con.sql("SELECT session_id, split FROM sessions").fetchall():
+        digest = hashlib.md5(f"7:{session_id}".encode()).digest()
+        u = int.from_bytes(digest, "little") % 1_000_000 / 1_000_000
+        assert split == ("train" if u < 0.5 else "validation" if u < 0.7 else "test"), session_id
+
+
 def test_dwell_cut_points_are_learned_on_training_data_only(tmp_path):
     src = tmp_path / "syn.parquet"
     generate(SyntheticConfig(n_sessions=800, n_skus=300, seed=11), src)

