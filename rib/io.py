@@ -11,6 +11,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,56 @@ def parquet_source(path: str | Path) -> str:
 OUT_OF_SESSION_ORDER = """coalesce(session_id < lag(session_id) OVER ()
     OR (session_id = lag(session_id) OVER () AND position < lag(position) OVER ()), false)"""
 SESSION_ORDERED_ROWS = "(SELECT * FROM read_parquet(?) ORDER BY session_id, position)"
+
+
+def sql_text(value: str) -> str:
+    """A string as a SQL literal (a view's definition cannot hold parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def session_ranges(con, source: str, parts: int) -> list[str]:
+    """WHERE conditions that cut the table `source` into `parts` runs of whole sessions (by
+    session_id, cut at the session of every parts-th share of the rows) and one for rows without a
+    session_id: every row meets exactly one. In a file in session order each run is a run of rows,
+    and DuckDB reads only its row groups (their session_id statistics)."""
+    rows = con.execute("SELECT count(*) FROM read_parquet(?)", [source]).fetchone()[0]
+    found = (
+        con.execute("SELECT session_id FROM read_parquet(?) LIMIT 1 OFFSET ?", [source, rows * k // parts]).fetchone()
+        for k in range(1, parts)
+    )
+    cuts = sorted({row[0] for row in found if row and row[0] is not None})
+    bounds = [None, *cuts, None]
+    ranges = []
+    for low, high in pairwise(bounds):
+        condition = ["session_id IS NOT NULL"]
+        condition += [f"session_id >= {sql_text(low)}"] if low is not None else []
+        condition += [f"session_id < {sql_text(high)}"] if high is not None else []
+        ranges.append(" AND ".join(condition))
+    return [*ranges, "session_id IS NULL"]
+
+
+def run_at_once(con, statements: list[str], params: list | None = None) -> None:
+    """Run the statements at the same time, each on its own cursor of `con` (one DuckDB database:
+    they see its tables and attached databases, not its temporary tables). A streaming window runs
+    on one thread whatever the thread setting: one pass per range of sessions uses every core."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run(statement: str) -> None:
+        try:
+            with con.cursor() as cursor:
+                cursor.execute(statement, params or [])
+        except BaseException as error:  # raised again in the calling thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(statement,)) for statement in statements]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def new_staging(parent: Path, prefix: str) -> Path:

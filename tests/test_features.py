@@ -203,3 +203,38 @@ def test_a_table_out_of_session_order_gives_the_features_of_the_ordered_one(tmp_
         for array in sorted((tmp_path / "ordered" / split).glob("*.npy")):
             assert np.array_equal(np.load(array), np.load(tmp_path / "shuffled" / split / array.name)), array.name
     assert load_vocab(tmp_path / "ordered") == load_vocab(tmp_path / "shuffled")
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7, 50])
+def test_session_ranges_give_every_row_to_one_range_and_never_cut_a_session(tmp_path, parts):
+    from rib.io import session_ranges
+
+    ids = [f"u{n // 3}#{n % 3}" for n in range(40)]  # 40 sessions, 1 to 4 rows each, and rows without a session
+    rows = [(s, p) for n, s in enumerate(ids) for p in range(1 + n % 4)] + [(None, 0), (None, 1)]
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"session_id": [s for s, _ in rows], "position": [p for _, p in rows]}), path)
+    con = duckdb.connect()
+    ranges = session_ranges(con, str(path), parts)
+    met = con.execute(
+        "SELECT " + ", ".join(f"count(*) FILTER ({where})" for where in ranges) + " FROM read_parquet(?)", [str(path)]
+    ).fetchone()
+    assert sum(met) == len(rows) and met[-1] == 2  # the last range: the rows without a session
+
+    def sessions(where: str) -> set:
+        found = con.execute(f"SELECT session_id FROM read_parquet(?) WHERE {where}", [str(path)]).fetchall()
+        return {s for (s,) in found}
+
+    for where in ranges:
+        assert not sessions(where) & sessions(f"NOT ({where})")  # no session in two ranges
+    assert len(ranges) == parts + 1 if parts <= 7 else len(ranges) <= 41  # cuts in one session merge
+
+
+def test_features_are_the_same_from_one_pass_or_several_at_once(tmp_path):
+    src = tmp_path / "syn.parquet"
+    generate(SyntheticConfig(n_sessions=300, n_skus=150, seed=9), src)
+    for threads in (1, 3):
+        build_features(src, tmp_path / f"f{threads}", FeatureConfig(duckdb_threads=threads))
+    for split in SPLITS:
+        one, several = (SplitData.load(tmp_path / f"f{t}", split) for t in (1, 3))
+        for name in ("sku", "activity", "dwell", "interval", "macro", "example_target", "example_start"):
+            assert np.array_equal(getattr(one, name), getattr(several, name)), (split, name)

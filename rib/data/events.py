@@ -34,7 +34,7 @@ import yaml
 
 from rib.data.report import IngestReport
 from rib.errors import InputFileError, check_input_file
-from rib.io import connect_duckdb
+from rib.io import connect_duckdb, sql_text
 
 COLUMN_ROLES = ("user", "session", "timestamp", "item", "event_type", "dwell", "category")
 TIMESTAMP_FORMATS = ("auto", "unix_s", "unix_ms")
@@ -180,11 +180,6 @@ def _csv_names(path: Path, config: EventsConfig) -> list[str]:
     return [name.strip().strip(config.csv_quote or '"') for name in header.split(config.csv_delimiter)]
 
 
-def _sql_text(value: str) -> str:
-    """A string as a SQL literal (a view's definition cannot hold parameters)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 @dataclass
 class _FileScan:
     """How one file's records are read: as (file_index, ordinal, one VARCHAR column per role)."""
@@ -204,7 +199,7 @@ def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> _FileS
     file_format = _file_format(path, config)
     check_input_file(path, text=file_format != "parquet")
     roles = {role: column for role, column in config.columns.items() if column}
-    literal = _sql_text(str(path))
+    literal = sql_text(str(path))
     rejects = ""
     if file_format == "parquet":
         try:
@@ -229,7 +224,7 @@ def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> _FileS
             f"""INSERT INTO unreadable SELECT {file_index}, line_number, 'blank_line', 'an empty line', ''
                 FROM ({_lines_sql(literal)}) WHERE line IS NULL OR trim(line) = ''"""
         )
-        fields = ", ".join(f"line ->> {_sql_text('$.' + column)} AS {role}" for role, column in roles.items())
+        fields = ", ".join(f"line ->> {sql_text('$.' + column)} AS {role}" for role, column in roles.items())
         source = f"SELECT line_number AS ordinal, {fields} FROM json_lines_{file_index}"
         first_line = 1
     else:
@@ -237,17 +232,17 @@ def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> _FileS
         _check_columns(path, roles, names)
         if len(set(names)) != len(names):
             raise InputFileError(path, f"the header repeats a column name: {names}")
-        columns = "{" + ", ".join(f"{_sql_text(name)}: 'VARCHAR'" for name in names) + "}"
+        columns = "{" + ", ".join(f"{sql_text(name)}: 'VARCHAR'" for name in names) + "}"
         first_line = 2 if config.csv_header and not config.csv_column_names else 1
         skip = 1 if config.csv_header and config.csv_column_names else 0
         fields = ", ".join(f'"{column}" AS {role}' for role, column in roles.items())
-        quote = _sql_text(config.csv_quote)
+        quote = sql_text(config.csv_quote)
         # The first read keeps the lines the parser rejects; a later read skips the same lines.
         rejects = f", store_rejects = true, rejects_table = 'rejects_{file_index}'"
         rejects += f", rejects_scan = 'rejects_{file_index}_scan'"
         source = f"""SELECT row_number() OVER () AS ordinal, {fields}
                      FROM read_csv({literal}, header = {str(config.csv_header and not config.csv_column_names).lower()},
-                                   skip = {skip}, delim = {_sql_text(config.csv_delimiter)}, quote = {quote},
+                                   skip = {skip}, delim = {sql_text(config.csv_delimiter)}, quote = {quote},
                                    escape = {quote}, auto_detect = false, columns = {columns},
                                    max_line_size = {MAX_LINE_BYTES}, strict_mode = true, ignore_errors = true
                                    <rejects>)"""
@@ -324,7 +319,7 @@ def _record_csv_skips(con, file_index: int, path: Path, rejects: str, first_line
         con.execute(
             f"""INSERT INTO unreadable
                 SELECT {file_index}, line_number, 'blank_line', 'an empty line', ''
-                FROM ({_lines_sql(_sql_text(str(path)))})
+                FROM ({_lines_sql(sql_text(str(path)))})
                 WHERE line_number >= {first_line} AND (line IS NULL OR line IN ('', '\r'))"""
         )
     con.execute(  # lines skipped one after another share kept_before: keep the largest count
