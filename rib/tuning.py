@@ -10,8 +10,8 @@ MLflow run (experiment `rib-tuning`, tagged with the study); the best configurat
 
 Search spaces (the trial count is the same for every model: `--trials`):
 
-    every network   learning_rate log-uniform [2e-4, 5e-3]; weight_decay log-uniform [1e-4, 1e-1];
-                    batch_size {64, 128, 256}; dropout uniform [0, 0.5]
+    every network   learning_rate log-uniform [2e-4, 3e-2]; weight_decay log-uniform [1e-4, 1e-1];
+                    batch_size {32, 64, 128, 256}; dropout uniform [0, 0.5]
     RIB             hidden {50, 100, 200}; neighbors {on, off}; explore_loss {0, 0.25, 0.5, 1};
                     recency {on, off}; attention_inputs {on, off}; repeat_scorer {on, off};
                     gate_holdout {0, 0.1, 0.2}; explore_new_only {on, off}  (d_sku etc. follow word2vec)
@@ -33,10 +33,13 @@ from rib.config import Params
 
 
 def _training(trial) -> dict:
+    # Wide enough to hold every model's shipped settings (NARM 2e-2 / 64, SASRec and the graph
+    # networks 5e-3 / 64, the train section's 2e-3 / 256): a study could not find what a hand
+    # search had found outside [2e-4, 5e-3].
     return {
-        "learning_rate": trial.suggest_float("learning_rate", 2e-4, 5e-3, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 2e-4, 3e-2, log=True),
         "weight_decay": trial.suggest_float("weight_decay", 1e-4, 1e-1, log=True),
-        "batch_size": trial.suggest_categorical("batch_size", [64, 128, 256]),
+        "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256]),
     }
 
 
