@@ -189,7 +189,7 @@ class _FileScan:
     file_format: str
     first_line: int  # the physical line of record 1
     rows: str  # the records, for every read after the first
-    first_rows: str  # the same records, read once more: the first read also keeps a CSV's unreadable lines
+    first_rows: str  # the same records for the first read, which also keeps a CSV's unreadable lines
 
 
 def _scan_file(con, file_index: int, path: Path, config: EventsConfig) -> _FileScan:
