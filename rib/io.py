@@ -56,11 +56,13 @@ def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def session_ranges(con, source: str, parts: int) -> list[str]:
+def session_ranges(con, source: str, parts: int | None = None) -> list[str]:
     """WHERE conditions that cut the table `source` into `parts` runs of whole sessions (by
-    session_id, cut at the session of every parts-th share of the rows) and one for rows without a
-    session_id: every row meets exactly one. In a file in session order each run is a run of rows,
-    and DuckDB reads only its row groups (their session_id statistics)."""
+    session_id, cut at the session of every parts-th share of the rows; by default one per thread
+    of `con`) and one for rows without a session_id: every row meets exactly one. In a file in
+    session order each run is a run of rows, and DuckDB reads only its row groups (their
+    session_id statistics)."""
+    parts = parts or con.execute("SELECT current_setting('threads')").fetchone()[0]
     rows = con.execute("SELECT count(*) FROM read_parquet(?)", [source]).fetchone()[0]
     found = (
         con.execute("SELECT session_id FROM read_parquet(?) LIMIT 1 OFFSET ?", [source, rows * k // parts]).fetchone()

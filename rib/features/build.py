@@ -95,7 +95,7 @@ def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[floa
     """Leaves tables `sessions` and `sku_vocab`, and the view `encoded` (one row per micro-behavior,
     its place in its split's arrays) over `mb`, the micro-behaviors in session order."""
     source = parquet_source(micro_behaviors)
-    _session_order_passes(con, source, config.duckdb_threads)
+    _session_order_passes(con, source)  # one per DuckDB thread (features.duckdb_threads)
     if con.execute("SELECT bool_or(out_of_order) FROM mb").fetchone()[0]:  # not written in session order
         con.execute("DROP VIEW mb")
         _session_order_pass(con, "TEMP TABLE mb", SESSION_ORDERED_ROWS, source)
@@ -149,13 +149,13 @@ def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[floa
     return edges, interval_edges
 
 
-def _session_order_passes(con, source: str, parts: int) -> None:
+def _session_order_passes(con, source: str) -> None:
     """View `mb` (below) over one table per range of whole sessions (rib.io.session_ranges), each
     from its own streaming pass, the passes at once: a streaming window runs on one thread, so one
     pass leaves a core idle (at 100M rows: 24 s for one pass, 13 s for two at once). `s` counts on
     from the ranges before; `g` only ever counts within a session."""
     con.execute("ATTACH ':memory:' AS scratch")  # seen by every cursor of con, as temporary tables are not
-    ranges = session_ranges(con, source, parts)
+    ranges = session_ranges(con, source)
     statements = [
         _session_order_sql(f"TABLE scratch.mb_{k}", f"(SELECT * FROM read_parquet(?) WHERE {where})")
         for k, where in enumerate(ranges)

@@ -125,8 +125,7 @@ def prepare_raw(micro_behaviors: str | Path, root: str | Path) -> Path:
             AS repeats_position"""
     # OVER () with lag/lead is DuckDB's streaming window: rows stay in the order they come in. It runs
     # on one thread, so the table is cut into runs of whole sessions, one pass each, all at once.
-    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
-    ranges = session_ranges(con, source, threads)
+    ranges = session_ranges(con, source)  # one per DuckDB thread
     run_at_once(
         con,
         [
