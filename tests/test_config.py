@@ -27,6 +27,19 @@ def test_the_projects_params_file_loads_and_overrides_defaults(tmp_path):
     assert overridden.train.batch_size == TrainConfig().batch_size  # everything else keeps its default
 
 
+def test_a_models_own_training_settings_replace_the_train_sections_for_that_model_alone(tmp_path):
+    params = load_params(write(tmp_path, MINIMAL + "train:\n  patience: 4\nembsr:\n  learning_rate: 0.001\n"))
+    _, embsr = params.for_model("EMBSR", "sku_micro", "embsr")
+    assert (embsr.patience, embsr.learning_rate, embsr.batch_size) == (6, 0.001, 64)  # its section's, and its default
+    _, srgnn = params.for_model("SR-GNN", "sku", "srgnn")
+    assert (srgnn.patience, srgnn.learning_rate) == (4, 5e-3)  # no patience of its own: the train section's
+    _, rib = params.for_model("RIB", "sku", "model")
+    defaults = TrainConfig()
+    assert (rib.patience, rib.learning_rate, rib.batch_size) == (4, defaults.learning_rate, defaults.batch_size)
+    tuned = dataclasses.replace(params, tuned={"EMBSR/sku_micro": {"train": {"patience": 2}}})
+    assert tuned.for_model("EMBSR", "sku_micro", "embsr")[1].patience == 2  # tuned settings win over both
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
