@@ -180,6 +180,15 @@ class RIBConfig(NetworkConfig):
     repeat_scorer: bool = True
     gate_holdout: float = 0.1
     explore_new_only: bool = False
+    # With repeat: `explore_own`: the explore softmax learns from its own cross-entropy alone, as the
+    # paper's RIB and GRU4Rec do, and the mixture's loss takes it as it is (learned through the
+    # mixture it only fits the targets the other parts miss, and generalises nothing: validation
+    # Recall@20 of the explore softmax alone 0.005 on JD Computers). `explore_pooling` "last": the
+    # explore half reads the GRU's last state, not the attention's pooled session, which is the bag
+    # of the session's products the neighbourhood and repeat parts already see (README: "Why RIB
+    # did not learn").
+    explore_own: bool = False
+    explore_pooling: str = "attention"  # attention | last
     recency: bool = False  # a learned bias of the attention by distance to the prefix's end (recency)
     attention_inputs: bool = False  # the attention also reads each position's own input embeddings
 

@@ -14,7 +14,8 @@ Search spaces (the trial count is the same for every model: `--trials`):
                     batch_size {32, 64, 128, 256}; dropout uniform [0, 0.5]
     RIB             hidden {50, 100, 200}; neighbors {on, off}; explore_loss {0, 0.25, 0.5, 1};
                     recency {on, off}; attention_inputs {on, off}; repeat_scorer {on, off};
-                    gate_holdout {0, 0.1, 0.2}; explore_new_only {on, off}  (d_sku etc. follow word2vec)
+                    gate_holdout {0, 0.1, 0.2}; explore_new_only {on, off}; explore_own {on, off};
+                    explore_pooling {attention, last} (last: repeat_scorer on)  (d_sku etc. follow word2vec)
     RIB-Attention   hidden {50, 100, 200}
     GRU4Rec, NARM   hidden {50, 100, 200}; d_sku {32, 64, 128}
     SASRec          d_sku {32, 64, 128}; blocks {1, 2, 3}; heads {1, 2}
@@ -44,14 +45,18 @@ def _training(trial) -> dict:
 
 
 def _rib(trial) -> dict:
+    pooling = trial.suggest_categorical("explore_pooling", ["attention", "last"])
+    scorer = True if pooling == "last" else trial.suggest_categorical("repeat_scorer", [True, False])
     return {
+        "explore_pooling": pooling,
+        "explore_own": trial.suggest_categorical("explore_own", [True, False]),
         "hidden": trial.suggest_categorical("hidden", [50, 100, 200]),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "neighbors": trial.suggest_categorical("neighbors", [True, False]),
         "explore_loss": trial.suggest_categorical("explore_loss", [0.0, 0.25, 0.5, 1.0]),
         "recency": trial.suggest_categorical("recency", [True, False]),
         "attention_inputs": trial.suggest_categorical("attention_inputs", [True, False]),
-        "repeat_scorer": trial.suggest_categorical("repeat_scorer", [True, False]),
+        "repeat_scorer": scorer,
         "gate_holdout": trial.suggest_categorical("gate_holdout", [0.0, 0.1, 0.2]),
         "explore_new_only": trial.suggest_categorical("explore_new_only", [True, False]),
     }

@@ -280,6 +280,45 @@ def test_the_explore_part_over_new_products_only_trains_what_it_scores():
         assert torch.isfinite(scores[:, 2:]).all()  # every product: the input's by the repeat part, the rest by explore
 
 
+@pytest.mark.parametrize("own", [False, True])
+def test_an_explore_half_that_learns_on_its_own_gets_no_gradient_from_the_mixture(own):
+    """explore_own: the output layer's gradient is the explore softmax's own cross-entropy's alone,
+    whatever the neighbourhood gives the targets; learned through the mixture it depends on them."""
+    x = random_inputs(B=3, T=7)
+    mask = torch.zeros_like(x[..., 0], dtype=torch.bool)
+    mask[:, 2:6] = True
+    targets = x[:, 1:, 0][mask[:, :-1]]
+    grads = []
+    for seed in (1, 2):
+        torch.manual_seed(0)
+        model = RIB(RIBConfig(n_items=40, repeat=True, neighbors=True, explore_own=own, dropout=0.0))
+        prior = torch.rand(len(targets), generator=torch.Generator().manual_seed(seed))
+        model.loss(x, mask, targets, prior, held=torch.zeros(len(targets), dtype=torch.bool)).backward()
+        grads.append(model.output.weight.grad.clone())
+        nll = F.cross_entropy(model.output(model.encode(x)[0][mask]), targets)
+    assert torch.equal(grads[0], grads[1]) == own
+    if own:  # and it is exactly the gradient of the explore softmax's mean cross-entropy
+        model.zero_grad()
+        nll.backward()
+        torch.testing.assert_close(model.output.weight.grad, grads[1] * 1.0, rtol=1e-5, atol=1e-7)
+
+
+def test_an_explore_half_on_the_last_state_reads_no_attention():
+    """explore_pooling last: the explore half reads each prefix's last GRU state; the repeat part
+    keeps its own scorer, and the paper's model (no repeat) keeps its attention."""
+    model = RIB(RIBConfig(n_items=40, repeat=True, neighbors=False, explore_pooling="last")).eval()
+    x = random_inputs(B=2, T=6)
+    with torch.no_grad():
+        pooled, alpha = model.encode(x)
+        states, _ = model.rnn(model.embed(x))
+    torch.testing.assert_close(pooled, states)
+    torch.testing.assert_close(alpha, torch.eye(6).expand(2, 6, 6))
+    assert not hasattr(model, "attention_m") and hasattr(model, "product_repeat")
+    assert hasattr(RIB(RIBConfig(n_items=40, repeat=False, explore_pooling="last")), "attention_m")
+    with pytest.raises(ValueError, match="repeat scorer"):
+        RIB(RIBConfig(n_items=40, repeat=True, explore_pooling="last", repeat_scorer=False))
+
+
 def test_a_checkpoint_written_before_the_repeat_scorer_loads_as_it_was_trained():
     import dataclasses
 

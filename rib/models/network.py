@@ -100,6 +100,7 @@ class NextItemNetwork(nn.Module):
         self.neighbors = bool(getattr(config, "neighbors", False)) and self.repeat
         self.explore_loss = float(getattr(config, "explore_loss", 0.0)) if self.repeat else 0.0
         self.explore_new = bool(getattr(config, "explore_new_only", False)) and self.repeat
+        self.explore_own = bool(getattr(config, "explore_own", False)) and self.repeat
         if self.repeat:  # w_r, b_r: λ = P(repeat a session product); with neighbours, two logits
             self.repeat_gate = nn.Linear(hidden, 2 if self.neighbors else 1)
         if getattr(config, "tied_output", False):
@@ -212,20 +213,25 @@ class NextItemNetwork(nn.Module):
             target_inside = (in_prefix & (rows == targets[:, None])).any(dim=1)
             renormalised = -nll - torch.log1p(-inside.clamp(max=1 - 1e-6))
             explore_log_prob = torch.where(target_inside, float("-inf"), renormalised)
+        # With explore_own the explore softmax learns from its own cross-entropy alone, like the
+        # paper's RIB: the mixture's loss takes it as a constant.
+        in_mixture = explore_log_prob.detach() if self.explore_own else explore_log_prob
         if held is None:
-            loss = reduce(-mixture_log_prob(gate, parts, explore_log_prob))
+            loss = reduce(-mixture_log_prob(gate, parts, in_mixture))
             explore = reduce(nll)
         else:
             # The gates weigh the parts by how well each does on sessions the rest never trained
             # on: learned on the training targets themselves, they would trust the explore softmax
             # by how well it recalls those very sessions (overfitting), not by how it generalises.
-            fitted = mixture_log_prob(gate.detach(), parts, explore_log_prob)
+            fitted = mixture_log_prob(gate.detach(), parts, in_mixture)
             gate_held = self.repeat_gate(o.detach()).float()
             weighed = mixture_log_prob(gate_held, [p.detach() for p in parts], explore_log_prob.detach())
             loss = reduce(-torch.where(held, weighed, fitted))
             explore = reduce(torch.where(held, 0.0, nll))
         # The explore part also learns on its own: where a session part already covers a target,
         # the mixture's gradient barely reaches it (a part that is right early takes the gate).
+        if self.explore_own:
+            return loss + explore
         return loss + self.explore_loss * explore if self.explore_loss else loss
 
     def score_and_attention(

@@ -33,19 +33,24 @@ class RIB(NextItemNetwork):
     def __init__(self, config: RIBConfig) -> None:
         if config.rnn not in ("gru", "lstm"):
             raise ValueError(f"rnn must be gru or lstm, got {config.rnn!r}")
-        if config.repeat and not config.attention:
-            raise ValueError("repeat needs the attention layer: its weights are the repeat distribution")
+        if config.explore_pooling not in ("attention", "last"):
+            raise ValueError(f"explore_pooling must be attention or last, got {config.explore_pooling!r}")
+        # The explore half pools the session by attention (the paper), or with `repeat` and
+        # `explore_pooling: last` reads the last state; the repeat part then needs its own scorer.
+        self.pools = config.attention and not (config.repeat and config.explore_pooling == "last")
+        if config.repeat and not self.pools and not config.repeat_scorer:
+            raise ValueError("repeat needs the attention layer or the repeat scorer: one is the repeat distribution")
         super().__init__(config, config.hidden)
         rnn = nn.GRU if config.rnn == "gru" else nn.LSTM
         self.rnn = rnn(self.d_in, config.hidden, batch_first=True)
-        if config.attention:
+        if self.pools:
             self.attention_m = nn.Linear(config.hidden, config.hidden)  # W_m, b_m
             # W_a; eq. 7's b_a adds one constant to every logit, which the softmax cancels: left out
             # (its gradient is zero, and Adam would turn float noise in it into steps).
             self.attention_a = nn.Linear(config.hidden, 1, bias=False)
-        if config.attention and config.attention_inputs:  # W_x: each position's micro-behavior, directly
+        if self.pools and config.attention_inputs:  # W_x: each position's micro-behavior, directly
             self.attention_x = nn.Linear(self.d_in, config.hidden, bias=False)
-        if config.attention and config.recency:  # r_d: the attention logit of a position d steps before the end
+        if self.pools and config.recency:  # r_d: the attention logit of a position d steps before the end
             self.recency_bias = nn.Embedding(RECENCY_DISTANCES, 1)
             nn.init.zeros_(self.recency_bias.weight)
         if config.repeat and config.repeat_scorer:  # the repeat part's own scorer over distinct products
@@ -66,7 +71,7 @@ class RIB(NextItemNetwork):
         u <= t (0 for u > t), each prefix on its own scale (no shared shift that could underflow)."""
         inputs = self.embed(x)  # (B, T, d_in)
         h, _ = self.rnn(inputs)  # (B, T, H)
-        if not self.config.attention:
+        if not self.pools:
             return self.dropout(h), last_state_attention(x)
         e = self.attention_logits(h, inputs)[:, None, :]  # (B, 1, T): position u's logit, for every prefix t
         T = x.shape[1]
