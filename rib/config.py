@@ -186,7 +186,7 @@ class RIBConfig(NetworkConfig):
     # Recall@20 of the explore softmax alone 0.005 on JD Computers). `explore_pooling` "last": the
     # explore half reads the GRU's last state, not the attention's pooled session, which is the bag
     # of the session's products the neighbourhood and repeat parts already see (README: "Why RIB
-    # did not learn").
+    # did not learn"). With explore_own, `explore_loss` is not used (its own loss has weight 1).
     explore_own: bool = False
     explore_pooling: str = "attention"  # attention | last
     recency: bool = False  # a learned bias of the attention by distance to the prefix's end (recency)
