@@ -98,9 +98,11 @@ class NextItemNetwork(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.repeat = bool(getattr(config, "repeat", False))
         self.neighbors = bool(getattr(config, "neighbors", False)) and self.repeat
-        self.explore_loss = float(getattr(config, "explore_loss", 0.0)) if self.repeat else 0.0
         self.explore_new = bool(getattr(config, "explore_new_only", False)) and self.repeat
         self.explore_own = bool(getattr(config, "explore_own", False)) and self.repeat
+        # The weight of the explore softmax's own cross-entropy: 1 when it learns from that alone.
+        explore_loss = float(getattr(config, "explore_loss", 0.0)) if self.repeat else 0.0
+        self.explore_loss = 1.0 if self.explore_own else explore_loss
         if self.repeat:  # w_r, b_r: λ = P(repeat a session product); with neighbours, two logits
             self.repeat_gate = nn.Linear(hidden, 2 if self.neighbors else 1)
         if getattr(config, "tied_output", False):
@@ -230,8 +232,6 @@ class NextItemNetwork(nn.Module):
             explore = reduce(torch.where(held, 0.0, nll))
         # The explore part also learns on its own: where a session part already covers a target,
         # the mixture's gradient barely reaches it (a part that is right early takes the gate).
-        if self.explore_own:
-            return loss + explore
         return loss + self.explore_loss * explore if self.explore_loss else loss
 
     def score_and_attention(
