@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rib.config import Params, ParamsError, TrainConfig, load_params
+from rib.config import MODEL_SECTIONS, Params, ParamsError, RIBConfig, TrainConfig, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = "experiment:\n  models: [RIB]\n  variants: [sku]\n"
@@ -36,6 +36,10 @@ def test_a_models_own_training_settings_replace_the_train_sections_for_that_mode
     _, rib = params.for_model("RIB", "sku", "model")
     defaults = TrainConfig()
     assert (rib.patience, rib.learning_rate, rib.batch_size) == (4, defaults.learning_rate, defaults.batch_size)
+    # RIB-Attention, the network without the mixture, has its own section and settings.
+    ablation, ablation_training = params.for_model("RIB-Attention", "sku_micro", MODEL_SECTIONS["RIB-Attention"])
+    assert (ablation_training.learning_rate, ablation_training.batch_size, ablation.dropout) == (1e-2, 64, 0.3)
+    assert params.for_model("RIB", "sku", MODEL_SECTIONS["RIB"])[0].dropout == RIBConfig().dropout
     tuned = dataclasses.replace(params, tuned={"EMBSR/sku_micro": {"train": {"patience": 2}}})
     assert tuned.for_model("EMBSR", "sku_micro", "embsr")[1].patience == 2  # tuned settings win over both
 
@@ -123,6 +127,12 @@ def test_a_section_keeps_its_own_defaults_where_they_differ_from_its_class(tmp_p
     params = load_params(write(tmp_path, MINIMAL + "gru4rec:\n  hidden: 50\n"))
     assert params.gru4rec.hidden == 50 and params.gru4rec.repeat is False and params.gru4rec.word2vec_init is False
     assert params.model.repeat is True
+    params = load_params(write(tmp_path, MINIMAL + "rib_attention:\n  hidden: 50\n"))
+    assert (params.rib_attention.hidden, params.rib_attention.dropout, params.rib_attention.learning_rate) == (
+        50,
+        0.3,
+        1e-2,
+    )
 
 
 def test_each_model_is_trained_on_the_variants_it_reads(tmp_path, capsys):
