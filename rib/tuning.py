@@ -15,7 +15,8 @@ Search spaces (the trial count is the same for every model: `--trials`):
     RIB             hidden {50, 100, 200}; neighbors {on, off}; explore_loss {0, 0.25, 0.5, 1};
                     recency {on, off}; attention_inputs {on, off}; repeat_scorer {on, off};
                     gate_holdout {0, 0.1, 0.2}; explore_new_only {on, off}; explore_own {on, off};
-                    explore_pooling {attention, last} (last: repeat_scorer on)  (d_sku etc. follow word2vec)
+                    explore_pooling {attention, last} (last: repeat_scorer on); explore_ranking
+                    {gates, validation}  (d_sku etc. follow word2vec)
     RIB-Attention   hidden {50, 100, 200}
     GRU4Rec, NARM   hidden {50, 100, 200}; d_sku {32, 64, 128}
     SASRec          d_sku {32, 64, 128}; blocks {1, 2, 3}; heads {1, 2}
@@ -50,6 +51,7 @@ def _rib(trial) -> dict:
     return {
         "explore_pooling": pooling,
         "explore_own": trial.suggest_categorical("explore_own", [True, False]),
+        "explore_ranking": trial.suggest_categorical("explore_ranking", ["gates", "validation"]),
         "hidden": trial.suggest_categorical("hidden", [50, 100, 200]),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "neighbors": trial.suggest_categorical("neighbors", [True, False]),

@@ -34,8 +34,11 @@ def test_a_models_own_training_settings_replace_the_train_sections_for_that_mode
     _, srgnn = params.for_model("SR-GNN", "sku", "srgnn")
     assert (srgnn.patience, srgnn.learning_rate) == (4, 5e-3)  # no patience of its own: the train section's
     _, rib = params.for_model("RIB", "sku", "model")
+    assert (rib.patience, rib.learning_rate, rib.batch_size) == (4, 5e-3, 64)  # RIB's section's own
+    without = dataclasses.replace(params, model=dataclasses.replace(params.model, learning_rate=None, batch_size=None))
     defaults = TrainConfig()
-    assert (rib.patience, rib.learning_rate, rib.batch_size) == (4, defaults.learning_rate, defaults.batch_size)
+    _, rib = without.for_model("RIB", "sku", "model")
+    assert (rib.learning_rate, rib.batch_size) == (defaults.learning_rate, defaults.batch_size)  # the train section's
     # RIB-Attention, the network without the mixture, has its own section and settings.
     ablation, ablation_training = params.for_model("RIB-Attention", "sku_micro", MODEL_SECTIONS["RIB-Attention"])
     assert (ablation_training.learning_rate, ablation_training.batch_size, ablation.dropout) == (1e-2, 64, 0.3)

@@ -92,16 +92,22 @@ def test_variants_select_their_embeddings(variant):
         assert torch.equal(base, model.score_all(changed, lengths)) == (name not in uses)
 
 
-def test_attention_sums_to_one_over_real_positions_and_is_zero_on_padding():
-    model = RIB(RIBConfig(neighbors=False, n_items=40)).eval()
-    x = random_inputs()
+@pytest.mark.parametrize("pooling", ["attention", "last"])
+def test_attention_sums_to_one_over_real_positions_and_is_zero_on_padding(pooling):
+    """What the served model shows per input: the attention; with the explore half on the last
+    state, the repeat part's weights, on each distinct product's last occurrence."""
+    model = RIB(RIBConfig(neighbors=False, n_items=40, explore_pooling=pooling)).eval()
+    x = random_inputs(n_items=8)  # few products: some come back
     lengths = torch.tensor([9, 5, 1, 3])
     for row, n in enumerate(lengths.tolist()):
         x[row, n:] = 0
     _, weights = model.score_and_attention(x, lengths)
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(4))
     for row, n in enumerate(lengths.tolist()):
-        assert torch.all(weights[row, n:] == 0) and torch.all(weights[row, :n] > 0)
+        sku = x[row, :n, 0].tolist()
+        last = torch.tensor([pooling == "attention" or sku[u] not in sku[u + 1 :] for u in range(n)])
+        assert torch.all(weights[row, n:] == 0) and torch.equal(weights[row, :n] > 0, last)
+    assert not torch.all(weights[0, :9] > 0) or pooling == "attention"  # a product came back in row 0
 
 
 @pytest.mark.parametrize("neighbors", [False, True])
@@ -130,7 +136,7 @@ def test_chunked_softmax_cross_entropy_matches_pytorch(store_limit_bytes):
 
 
 def test_attention_of_an_early_prefix_stays_finite_when_later_logits_are_huge():
-    model = RIB(RIBConfig(neighbors=False, n_items=40, repeat=True)).eval()
+    model = RIB(RIBConfig(neighbors=False, n_items=40, repeat=True, explore_pooling="attention")).eval()
     x = random_inputs(B=2, T=6)
     logits = torch.tensor([[-900.0, -800.0, 0.0, 400.0, 800.0, 900.0]] * 2)
     model.attention_logits = lambda h, inputs: logits  # a shared shift by 900 would underflow the first prefixes to 0/0
@@ -144,7 +150,7 @@ def test_attention_of_an_early_prefix_stays_finite_when_later_logits_are_huge():
 
 @pytest.mark.parametrize("neighbors", [False, True])
 def test_the_loss_and_the_scorer_give_the_same_log_probability(neighbors):
-    model = RIB(RIBConfig(n_items=40, repeat=True, neighbors=neighbors, explore_loss=0.0)).eval()
+    model = RIB(RIBConfig(n_items=40, repeat=True, neighbors=neighbors, explore_loss=0.0, explore_own=False)).eval()
     prior = None
     if neighbors:  # a neighbourhood distribution over the catalog for each of the 3 inputs
         prior = torch.softmax(torch.randn(3, 40, generator=torch.Generator().manual_seed(4)), dim=1)
@@ -262,7 +268,9 @@ def test_the_explore_part_over_new_products_only_trains_what_it_scores():
     """explore_new_only (RepeatNet's explore mode): the loss of every prefix target in one pass
     equals minus the score of the target from that prefix run alone."""
     torch.manual_seed(0)
-    model = RIB(RIBConfig(n_items=30, neighbors=False, explore_new_only=True, gate_holdout=0.0)).eval()
+    model = RIB(
+        RIBConfig(n_items=30, neighbors=False, explore_new_only=True, gate_holdout=0.0, explore_own=False)
+    ).eval()
     x = random_inputs(B=3, T=8, n_items=12)  # few products: targets inside and outside the prefix
     mask = torch.zeros(3, 8, dtype=torch.bool)
     mask[:, 2:7] = True
@@ -312,22 +320,47 @@ def test_an_explore_half_on_the_last_state_reads_no_attention():
         pooled, alpha = model.encode(x)
         states, _ = model.rnn(model.embed(x))
     torch.testing.assert_close(pooled, states)
-    torch.testing.assert_close(alpha, torch.eye(6).expand(2, 6, 6))
+    torch.testing.assert_close(alpha, model.product_repeat(x))  # α is the repeat part's weights
+    no_repeat = RIB(RIBConfig(n_items=40, repeat=False, attention=False)).eval()
+    torch.testing.assert_close(no_repeat.encode(x)[1], torch.eye(6).expand(2, 6, 6))  # RIB-Attention: the last state
     assert not hasattr(model, "attention_m") and hasattr(model, "product_repeat")
     assert hasattr(RIB(RIBConfig(n_items=40, repeat=False, explore_pooling="last")), "attention_m")
     with pytest.raises(ValueError, match="repeat scorer"):
         RIB(RIBConfig(n_items=40, repeat=True, explore_pooling="last", repeat_scorer=False))
 
 
+def test_the_explore_shift_weighs_the_explore_half_when_ranking_and_never_in_the_loss():
+    model = RIB(RIBConfig(n_items=40, repeat=True, neighbors=True, dropout=0.0)).eval()
+    x = random_inputs(B=3, T=7)
+    lengths = torch.full((3,), 7)
+    prior = torch.softmax(torch.randn(3, 40, generator=torch.Generator().manual_seed(4)), dim=1)
+    prior[:, 30:] = 0.0  # products the neighbourhood does not vote for
+    prior = prior / prior.sum(dim=1, keepdim=True)
+    mask = torch.zeros_like(x[..., 0], dtype=torch.bool)
+    mask[:, 4] = True
+    with torch.no_grad():
+        shifted = dict(model.score_shifted(x, lengths, prior, [0.0, -2.0, float("-inf")]))
+        loss = model.loss(x, mask, x[:, 5, 0], prior[torch.arange(3), x[:, 5, 0]])
+        for shift, scores in shifted.items():
+            model.explore_shift.fill_(shift)
+            torch.testing.assert_close(model.score_all(x, lengths, prior), scores)  # the scorer uses the buffer
+            torch.testing.assert_close(scores.exp().sum(dim=1), torch.ones(3))  # still a distribution
+            assert torch.equal(model.loss(x, mask, x[:, 5, 0], prior[torch.arange(3), x[:, 5, 0]]), loss)
+    outside = torch.ones(3, 40, dtype=torch.bool)
+    outside[torch.arange(3)[:, None], x[..., 0]] = False  # not in the session
+    outside[:, :30] = False  # nor voted for: only the explore half reaches these
+    assert torch.isfinite(shifted[0.0][outside]).all() and torch.isinf(shifted[float("-inf")][outside]).all()
+    # a lower shift moves weight from the explore half to the others: those products fall
+    assert (shifted[-2.0][outside] < shifted[0.0][outside]).all()
+
+
 def test_a_checkpoint_written_before_the_repeat_scorer_loads_as_it_was_trained():
     import dataclasses
 
-    from rib.models.networks import build_network, config_from_dict
+    from rib.models.networks import ADDED_LATER, build_network, config_from_dict
 
-    old = RIB(RIBConfig(n_items=40, neighbors=False, repeat_scorer=False))
-    written = {
-        k: v for k, v in dataclasses.asdict(old.config).items() if k not in ("repeat_scorer", "explore_new_only")
-    }
+    old = RIB(RIBConfig(n_items=40, neighbors=False, **ADDED_LATER))  # as RIB was before these settings
+    written = {k: v for k, v in dataclasses.asdict(old.config).items() if k not in ADDED_LATER}
     loaded = build_network(config_from_dict("RIB", written))
     loaded.load_state_dict(old.state_dict())  # the same parameters: no repeat scorer expected
     assert not hasattr(loaded, "product_repeat")

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -125,7 +127,7 @@ def test_no_weight_decay_on_biases_and_embedding_tables():
     from rib.models.rib import RIB
     from rib.models.train import make_optimizer
 
-    model = RIB(RIBConfig(neighbors=False, n_items=40))
+    model = RIB(RIBConfig(neighbors=False, n_items=40, explore_pooling="attention"))  # every kind of layer
     groups = make_optimizer(model, TrainConfig(weight_decay=0.1), torch.device("cpu")).param_groups
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     names = {name for name, p in model.named_parameters() if id(p) in decayed}
@@ -183,6 +185,47 @@ def test_a_checkpoint_carries_the_optimizer_state_and_its_epoch(deterministic_fe
     optimizer.load_state_dict(loaded["optimizer"])  # continues where the kept epoch left off
     first = next(iter(optimizer.state.values()))
     assert int(first["step"]) == int(next(iter(result.optimizer_state["state"].values()))["step"]) > 0
+
+
+def test_the_explore_shift_chosen_on_validation_is_the_best_of_its_candidates(deterministic_features, tmp_path):
+    """explore_ranking validation: after each epoch the network ranks with the explore shift whose
+    validation figure is best; the epoch's figures are that shift's, and the checkpoint keeps it."""
+    import math
+
+    from rib.models.train import EXPLORE_SHIFTS, selection_figure
+
+    features = deterministic_features
+    config = TrainConfig(epochs=1, batch_size=64, learning_rate=0.01, **QUIET)
+    model_config = sized_for(features, RIBConfig(neighbors=False, hidden=32, explore_ranking="validation"))
+    result = train_network(features, model_config, config, AT_1, log=lambda _: None)
+    model, chosen = result.model, float(result.model.explore_shift)
+    figures = {}
+    for shift in EXPLORE_SHIFTS:
+        model.explore_shift.fill_(shift)
+        figures[shift] = evaluate(lambda batch: score_batch(model, batch), features.validation, AT_1, features.n_items)
+    by_shift = {shift: selection_figure(f, 1) for shift, f in figures.items()}
+    assert len(set(by_shift.values())) > 1  # the candidates rank differently
+    assert by_shift[chosen] == max(by_shift.values()) == pytest.approx(selection_figure(result.validation, 1))
+    assert result.history[0]["validation_explore_scale"] == math.exp(chosen)
+    model.explore_shift.fill_(chosen)
+    save_checkpoint(model, tmp_path / "c", features.vocab, {"max_len": 50, "exclude_last_sku": True})
+    assert float(load_checkpoint(tmp_path / "c").model.explore_shift) == chosen
+
+    # A checkpoint written before the setting (no explore_ranking, no shift in its weights) loads
+    # as it was trained: the learned gates alone weigh the explore half.
+    import json
+
+    from rib.models.checkpoint import CONFIG, WEIGHTS
+
+    written = json.loads((tmp_path / "c" / CONFIG).read_text())
+    del written["model"]["explore_ranking"]
+    (tmp_path / "c" / CONFIG).write_text(json.dumps(written))
+    with np.load(tmp_path / "c" / WEIGHTS) as weights:
+        np.savez(tmp_path / "c" / WEIGHTS, **{k: weights[k] for k in weights.files if k != "explore_shift"})
+    older = load_checkpoint(tmp_path / "c").model
+    assert float(older.explore_shift) == 0.0 and older.config.explore_ranking == "gates"
+    plain = train_network(features, dataclasses.replace(model_config, repeat=False), config, AT_1, log=lambda _: None)
+    assert "explore_scale" not in plain.validation  # without the mixture there is no explore part to weigh
 
 
 @pytest.mark.parametrize("network", ["SR-GNN", "EMBSR"])

@@ -21,7 +21,7 @@ import torch
 from rib.features.dataset import Batch
 from rib.models.baselines import SessionKNN
 from rib.models.network import NextItemNetwork
-from rib.models.networks import build_network, config_from_dict, network_name
+from rib.models.networks import BUFFERS_ADDED_LATER, build_network, config_from_dict, network_name
 from rib.schema import FEATURES, OOV
 
 WEIGHTS, CONFIG, VOCAB, TRAINING_STATE = "weights.npz", "config.json", "vocab.json", "training_state.pt"
@@ -81,6 +81,8 @@ def load_checkpoint(folder: str | Path, device: str = "cpu") -> Checkpoint:
     model = build_network(config_from_dict(config["network"], config["model"]), config["network"])
     with np.load(folder / WEIGHTS, allow_pickle=False) as weights:
         state = {name: torch.from_numpy(weights[name]) for name in weights.files}
+    for name in model.state_dict().keys() - state.keys() & BUFFERS_ADDED_LATER.keys():  # an older checkpoint
+        state[name] = torch.tensor(BUFFERS_ADDED_LATER[name])
     model.load_state_dict(state)
     neighbors = SessionKNN.load(folder / NEIGHBORS) if (folder / NEIGHBORS).exists() else None
     return Checkpoint(model.to(device).eval(), vocab, config, neighbors)

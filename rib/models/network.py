@@ -15,6 +15,8 @@ instead: only the prefixes that predict a target, each encoded as a session of i
         (g_r, g_n, g_e) = softmax([W_g o, 0]),  p(y) = g_r p_rep(y) + g_n p_nbr(y) + g_e softmax(logits)_y
         p_nbr comes from outside the network (`neighbor_prob`): the trainer computes it per target.
     and `explore_loss` adds the explore softmax's own cross-entropy to the loss, with that weight.
+    When ranking, the explore part's logit (0 above) is the buffer `explore_shift`, which
+    `explore_ranking: validation` chooses after every epoch on validation (0 otherwise).
 
 x holds the features of rib.schema.FEATURES on its last axis (sku, activity, dwell, interval);
 `config.variant` says which of them enter next to the SKU. Padding comes after the real positions,
@@ -22,6 +24,8 @@ so it never enters a prefix.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -62,18 +66,34 @@ def safe_log(prob: Tensor) -> Tensor:
     return torch.where(positive, torch.log(torch.where(positive, prob, 1.0)), float("-inf"))
 
 
-def mixture_log_prob(gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor) -> Tensor:
-    """log(Σ_i g_i p_i + g_e p_explore) in log space, with (g_1 .. g_P, g_e) = softmax([gate, 0]) (one
-    part: g = σ(gate), as in RepeatNet); the loss and the scorer both use it.
+def mixture_log_prob(
+    gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor, explore_shift: Tensor | float = 0.0
+) -> Tensor:
+    """log(Σ_i g_i p_i + g_e p_explore) in log space, with (g_1 .. g_P, g_e) = softmax([gate, s]) (one
+    part: g = σ(gate - s), as in RepeatNet); the loss and the scorer both use it. s, the explore
+    part's logit, is 0 in the loss; the scorer adds the network's `explore_shift` (-inf: no explore).
 
     gate (..., P) is shaped to broadcast against the parts on its leading axes: (N, P) with parts
     (N,) in the loss, (B, 1, P) with parts (B, V) in the scorer. A part's probability is 0 outside it
     (a product not in the session): its log is -inf, without a NaN gradient."""
-    zero = torch.zeros_like(gate[..., :1])
-    log_gates = torch.log_softmax(torch.cat([gate, zero], dim=-1), dim=-1).unbind(-1)
+    shift = torch.zeros_like(gate[..., :1]) + explore_shift
+    log_gates = torch.log_softmax(torch.cat([gate, shift], dim=-1), dim=-1).unbind(-1)
     terms = [log_g + safe_log(p) for log_g, p in zip(log_gates, parts, strict=False)]
     terms.append(log_gates[-1] + explore_log_prob)
     return torch.logsumexp(torch.stack(terms), dim=0)
+
+
+def shifted_mixtures(gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor, shifts: list) -> Iterator[Tensor]:
+    """mixture_log_prob(gate, parts, explore_log_prob, s) (B, V) for each explore shift s in turn,
+    the session parts' sum computed once: log(Σ_i e^gate_i p_i + e^s p_explore) - log(Σ_i e^gate_i + e^s).
+    gate (B, 1, P), parts and explore_log_prob (B, V)."""
+    gate = gate.squeeze(1)  # (B, P)
+    parts = [safe_log(p) + g[:, None] for p, g in zip(parts, gate.unbind(-1), strict=False)]
+    sessions = torch.logsumexp(torch.stack(parts), dim=0) if len(parts) > 1 else parts[0]  # (B, V)
+    for shift in shifts:
+        shift = torch.zeros_like(gate[:, :1]) + shift  # (B, 1)
+        norm = torch.logsumexp(torch.cat([gate, shift], dim=-1), dim=-1, keepdim=True)  # (B, 1)
+        yield torch.logaddexp(sessions, explore_log_prob + shift) - norm
 
 
 class NextItemNetwork(nn.Module):
@@ -105,6 +125,9 @@ class NextItemNetwork(nn.Module):
         self.explore_loss = 1.0 if self.explore_own else explore_loss
         if self.repeat:  # w_r, b_r: λ = P(repeat a session product); with neighbours, two logits
             self.repeat_gate = nn.Linear(hidden, 2 if self.neighbors else 1)
+            # Added to the explore part's gate logit when ranking, never in the loss: with
+            # `explore_ranking: validation` the trainer sets it after each epoch (EXPLORE_SHIFTS).
+            self.register_buffer("explore_shift", torch.zeros(()))
         if getattr(config, "tied_output", False):
             self.output_projection = nn.Linear(hidden, config.d_sku)  # o -> d_P, then W_P^T
             self.output_bias = nn.Parameter(torch.zeros(config.n_items))
@@ -247,6 +270,24 @@ class NextItemNetwork(nn.Module):
         return self._score(x, lengths, neighbor_prob)
 
     def _score(self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None) -> tuple[Tensor, Tensor]:
+        mixture, attention = self._mixture(x, lengths, neighbor_prob)
+        if not self.repeat:
+            return mixture, attention  # the logits
+        return next(shifted_mixtures(*mixture, [self.explore_shift])), attention
+
+    def score_shifted(
+        self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None, shifts: list[float]
+    ) -> Iterator[tuple[float, Tensor]]:
+        """The mixture's scores (B, V) for each candidate `explore_shift`, from one forward pass."""
+        if self.config.variant == VISITS:
+            x, _, valid = visits_only(x)
+            lengths = valid.sum(dim=1)
+        mixture, _ = self._mixture(x, lengths, neighbor_prob)
+        return zip(shifts, shifted_mixtures(*mixture, shifts), strict=True)
+
+    def _mixture(self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None) -> tuple:
+        """((gate (B, 1, P), parts, explore log-probabilities (B, V)), attention (B, T)) of the
+        mixture, or (logits (B, V), attention) without the repeat part."""
         rows, last = torch.arange(len(lengths), device=x.device), lengths - 1
         o, attention, repeat_rows = self.encode_at(x, rows * x.shape[1] + last)  # (B, H), (B, T), (B, T)
         inputs, weight, bias = self.output_layer(o)
@@ -263,7 +304,7 @@ class NextItemNetwork(nn.Module):
             if self.neighbors:
                 outside = parts[1].masked_fill(inside, 0.0)
                 parts[1] = outside / outside.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        return mixture_log_prob(gate, parts, torch.log_softmax(logits, dim=1)), attention
+        return (gate, parts, torch.log_softmax(logits, dim=1)), attention
 
     def score_all(self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None = None) -> Tensor:
         return self.score_and_attention(x, lengths, neighbor_prob)[0]

@@ -37,7 +37,14 @@ def network_name(network: NextItemNetwork) -> str:
 
 # Settings added after checkpoints were first written, with the value that reads an older checkpoint
 # as it was trained (a champion registered before them is still loaded, e.g. to be re-evaluated).
-ADDED_LATER = {"repeat_scorer": False, "explore_new_only": False, "explore_own": False, "explore_pooling": "attention"}
+ADDED_LATER = {
+    "repeat_scorer": False,
+    "explore_new_only": False,
+    "explore_own": False,
+    "explore_pooling": "attention",
+    "explore_ranking": "gates",
+}
+BUFFERS_ADDED_LATER = {"explore_shift": 0.0}  # weights file entries an older checkpoint lacks
 
 
 def config_from_dict(name: str, values: dict) -> NetworkConfig:

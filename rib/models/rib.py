@@ -35,6 +35,8 @@ class RIB(NextItemNetwork):
             raise ValueError(f"rnn must be gru or lstm, got {config.rnn!r}")
         if config.explore_pooling not in ("attention", "last"):
             raise ValueError(f"explore_pooling must be attention or last, got {config.explore_pooling!r}")
+        if config.explore_ranking not in ("gates", "validation"):
+            raise ValueError(f"explore_ranking must be gates or validation, got {config.explore_ranking!r}")
         # The explore half pools the session by attention (the paper), or with `repeat` and
         # `explore_pooling: last` reads the last state; the repeat part then needs its own scorer.
         self.pools = config.attention and not (config.repeat and config.explore_pooling == "last")
@@ -58,6 +60,8 @@ class RIB(NextItemNetwork):
             self.product_repeat = ProductRepeatScorer(config.n_dwell, "activity" in uses, "dwell" in uses)
 
     def repeat_weights(self, x: Tensor, alpha: Tensor) -> Tensor:
+        if not self.pools and self.config.repeat:  # encode gave the repeat scorer's weights as α
+            return alpha
         return self.product_repeat(x) if hasattr(self, "product_repeat") else alpha
 
     def attention_logits(self, h: Tensor, inputs: Tensor) -> Tensor:
@@ -68,11 +72,15 @@ class RIB(NextItemNetwork):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The pooled vectors o (B, T, H) and α (B, T, T): row t a masked softmax over positions
-        u <= t (0 for u > t), each prefix on its own scale (no shared shift that could underflow)."""
+        u <= t (0 for u > t), each prefix on its own scale (no shared shift that could underflow).
+        Without pooling, o is the GRU's state at each position."""
         inputs = self.embed(x)  # (B, T, d_in)
         h, _ = self.rnn(inputs)  # (B, T, H)
         if not self.pools:
-            return self.dropout(h), last_state_attention(x)
+            # The last state alone; with the repeat part (its scorer), α is that part's weights over
+            # the inputs: what the served model and the case study show as its attention.
+            alpha = self.product_repeat(x) if self.config.repeat else last_state_attention(x)
+            return self.dropout(h), alpha
         e = self.attention_logits(h, inputs)[:, None, :]  # (B, 1, T): position u's logit, for every prefix t
         T = x.shape[1]
         causal = causal_mask(T, x.device)  # (T, T)

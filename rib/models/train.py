@@ -18,9 +18,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Self
@@ -210,13 +211,25 @@ def is_primary() -> bool:
 def score_batch(model: NextItemNetwork, batch: Batch, bf16: bool = True, neighbors=None) -> np.ndarray:
     """(B, V) scores of `model` for a batch of stored examples, as the contract returns them;
     `neighbors` (a fitted VSessionKNN) for a network that mixes in the session neighbourhood."""
+    return next(_scored(model, batch, bf16, neighbors, None))[1]
+
+
+@torch.no_grad()
+def _scored(model: NextItemNetwork, batch: Batch, bf16: bool, neighbors, shifts: tuple | None) -> Iterator[tuple]:
+    """(None, scores (B, V)) as score_batch gives them; with `shifts`, (shift, scores) for each
+    explore shift of the mixture in turn, from one forward pass."""
     model.eval()
     device = next(model.parameters()).device
     x, lengths = torch.as_tensor(batch.inputs, device=device), torch.as_tensor(batch.lengths, device=device)
     prior = None if neighbors is None else torch.as_tensor(neighbors.distribution(batch), device=device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and bf16):
-        scores = model.score_all(x, lengths, prior)
-    return only_products(scores.float().cpu().numpy())
+        scored = (
+            [(None, model.score_all(x, lengths, prior))]
+            if shifts is None
+            else model.score_shifted(x, lengths, prior, shifts)
+        )
+        for shift, scores in scored:
+            yield shift, only_products(scores.float().cpu().numpy())
 
 
 PROGRESS_FILE = "progress.pt"
@@ -341,11 +354,16 @@ def train_network(
         if stale >= config.patience:  # it was killed between its last epoch and its end
             first_epoch = config.epochs + 1
     else:  # where training starts from: what the parts that are not learned give (train.epochs 0 keeps it)
-        result.initial_state = copy.deepcopy(model.state_dict())
         result.untrained = validation_figures(model, features, evaluation, config, neighbors)
+        result.initial_state = copy.deepcopy(model.state_dict())  # with the explore shift chosen for it
         log(
             f"epoch 0 (untrained): validation recall@{k} {result.untrained[f'recall@{k}']:.4f} "
             f"mrr@{k} {result.untrained[f'mrr@{k}']:.4f}"
+            + (
+                f", explore weight x{result.untrained['explore_scale']:.3g}"
+                if "explore_scale" in result.untrained
+                else ""
+            )
         )
         if config.epochs == 0:
             best_state, best_optimizer = result.initial_state, copy.deepcopy(optimizer.state_dict())
@@ -371,6 +389,7 @@ def train_network(
             f"epoch {epoch}: loss {record['train_loss']:.4f}, {seconds:.1f} s "
             f"({record['micro_behaviors_per_second']:,.0f} micro-behaviors/s), "
             f"validation recall@{k} {figures[f'recall@{k}']:.4f} mrr@{k} {figures[f'mrr@{k}']:.4f}"
+            + (f", explore weight x{figures['explore_scale']:.3g}" if "explore_scale" in figures else "")
         )
         if _better(figures, best_validation, k):
             best_state, best_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
@@ -411,20 +430,43 @@ def train_network(
     return result
 
 
+# The shifts of the explore part's gate logit that `explore_ranking: validation` chooses from after
+# each epoch (e^shift times its weight against the other parts; -inf leaves it out).
+EXPLORE_SHIFTS = (2.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0, -6.0, float("-inf"))
+
+
 def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig, config: TrainConfig, neighbors):
     """The validation figures; in a distributed run each rank ranks its share of the examples and
-    the counts are summed, so every rank gets the same figures (weighted by each rank's count)."""
-    from rib.evaluation.metrics import evaluation_examples, summarize, target_ranks
+    the counts are summed, so every rank gets the same figures (weighted by each rank's count).
+    With `explore_ranking: validation` the network's explore shift is set to the best of
+    EXPLORE_SHIFTS here (by the figure that picks the epoch), and the figures are that shift's."""
+    from rib.evaluation.metrics import evaluation_examples, target_ranks
 
+    chosen = model.repeat and getattr(model.config, "explore_ranking", "gates") == "validation"
+    shifts = EXPLORE_SHIFTS if chosen else None  # a network without the mixture has no explore part to weigh
     rank, world = distributed_context()
     examples = evaluation_examples(features.validation, evaluation)[rank::world]
-    ranks = []
+    ranks: dict = {shift: [] for shift in shifts or [None]}
     for batch in features.validation.batches(max(16, min(1024, 20_000_000 // features.n_items)), examples):
-        scores = score_batch(model, batch, config.bf16, neighbors)
-        if evaluation.exclude_last_sku:
-            scores[np.arange(len(scores)), batch.last_sku] = -np.inf
-        ranks.append(target_ranks(scores, batch.target))
-    ranks = np.concatenate(ranks) if ranks else np.zeros(0)
+        for shift, scores in _scored(model, batch, config.bf16, neighbors, shifts):
+            if evaluation.exclude_last_sku:
+                scores[np.arange(len(scores)), batch.last_sku] = -np.inf
+            ranks[shift].append(target_ranks(scores, batch.target))
+    figures = {
+        shift: _summarized(np.concatenate(r) if r else np.zeros(0), evaluation, world) for shift, r in ranks.items()
+    }
+    if shifts is None:
+        return figures[None]
+    k = evaluation.ks[0]
+    best = max(shifts, key=lambda shift: selection_figure(figures[shift], k))  # the first of equals: the largest
+    model.explore_shift.fill_(best)
+    return figures[best] | {"explore_scale": math.exp(best)}  # its weight's factor (0: left out)
+
+
+def _summarized(ranks: np.ndarray, evaluation: EvaluationConfig, world: int) -> dict:
+    """Recall@k and MRR@k of the ranks, summed over the ranks of a distributed run."""
+    from rib.evaluation.metrics import summarize
+
     if world == 1:
         return summarize(ranks, evaluation.ks)
     sums = [len(ranks), float(np.isinf(ranks).sum())]
