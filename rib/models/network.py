@@ -66,27 +66,26 @@ def safe_log(prob: Tensor) -> Tensor:
     return torch.where(positive, torch.log(torch.where(positive, prob, 1.0)), float("-inf"))
 
 
-def mixture_log_prob(
-    gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor, explore_shift: Tensor | float = 0.0
-) -> Tensor:
-    """log(Σ_i g_i p_i + g_e p_explore) in log space, with (g_1 .. g_P, g_e) = softmax([gate, s]) (one
-    part: g = σ(gate - s), as in RepeatNet); the loss and the scorer both use it. s, the explore
-    part's logit, is 0 in the loss; the scorer adds the network's `explore_shift` (-inf: no explore).
+def mixture_log_prob(gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor) -> Tensor:
+    """log(Σ_i g_i p_i + g_e p_explore) in log space, with (g_1 .. g_P, g_e) = softmax([gate, 0]) (one
+    part: g = σ(gate), as in RepeatNet): the loss's. The scorer's is shifted_mixtures, the same
+    with the explore part's logit shifted.
 
     gate (..., P) is shaped to broadcast against the parts on its leading axes: (N, P) with parts
-    (N,) in the loss, (B, 1, P) with parts (B, V) in the scorer. A part's probability is 0 outside it
-    (a product not in the session): its log is -inf, without a NaN gradient."""
-    shift = torch.zeros_like(gate[..., :1]) + explore_shift
-    log_gates = torch.log_softmax(torch.cat([gate, shift], dim=-1), dim=-1).unbind(-1)
+    (N,) in the loss. A part's probability is 0 outside it (a product not in the session): its log
+    is -inf, without a NaN gradient."""
+    zero = torch.zeros_like(gate[..., :1])
+    log_gates = torch.log_softmax(torch.cat([gate, zero], dim=-1), dim=-1).unbind(-1)
     terms = [log_g + safe_log(p) for log_g, p in zip(log_gates, parts, strict=False)]
     terms.append(log_gates[-1] + explore_log_prob)
     return torch.logsumexp(torch.stack(terms), dim=0)
 
 
 def shifted_mixtures(gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor, shifts: list) -> Iterator[Tensor]:
-    """mixture_log_prob(gate, parts, explore_log_prob, s) (B, V) for each explore shift s in turn,
-    the session parts' sum computed once: log(Σ_i e^gate_i p_i + e^s p_explore) - log(Σ_i e^gate_i + e^s).
-    gate (B, 1, P), parts and explore_log_prob (B, V)."""
+    """The scorer's mixture (B, V) for each explore shift s in turn (the explore part's logit, 0 in
+    mixture_log_prob; -inf leaves it out), the session parts' sum computed once:
+    log(Σ_i e^gate_i p_i + e^s p_explore) - log(Σ_i e^gate_i + e^s). gate (B, 1, P), parts and
+    explore_log_prob (B, V)."""
     gate = gate.squeeze(1)  # (B, P)
     parts = [safe_log(p) + g[:, None] for p, g in zip(parts, gate.unbind(-1), strict=False)]
     sessions = torch.logsumexp(torch.stack(parts), dim=0) if len(parts) > 1 else parts[0]  # (B, V)

@@ -60,9 +60,8 @@ class RIB(NextItemNetwork):
             self.product_repeat = ProductRepeatScorer(config.n_dwell, "activity" in uses, "dwell" in uses)
 
     def repeat_weights(self, x: Tensor, alpha: Tensor) -> Tensor:
-        if not self.pools and self.config.repeat:  # encode gave the repeat scorer's weights as α
-            return alpha
-        return self.product_repeat(x) if hasattr(self, "product_repeat") else alpha
+        # Without pooling, encode already gave the repeat scorer's weights as α.
+        return self.product_repeat(x) if self.pools and hasattr(self, "product_repeat") else alpha
 
     def attention_logits(self, h: Tensor, inputs: Tensor) -> Tensor:
         m = self.attention_m(h)  # (B, T, H)

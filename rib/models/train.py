@@ -261,6 +261,12 @@ def selection_figure(figures: dict, k: int) -> float:
     return figures[f"recall@{k}"] + figures[f"mrr@{k}"]
 
 
+def _validation_text(figures: dict, k: int) -> str:
+    """An epoch's validation figures for the log, with the explore weight's factor where one was chosen."""
+    text = f"validation recall@{k} {figures[f'recall@{k}']:.4f} mrr@{k} {figures[f'mrr@{k}']:.4f}"
+    return text + (f", explore weight x{figures['explore_scale']:.3g}" if "explore_scale" in figures else "")
+
+
 def _better(new: dict, best: dict | None, k: int) -> bool:
     return best is None or selection_figure(new, k) > selection_figure(best, k)
 
@@ -356,15 +362,7 @@ def train_network(
     else:  # where training starts from: what the parts that are not learned give (train.epochs 0 keeps it)
         result.untrained = validation_figures(model, features, evaluation, config, neighbors)
         result.initial_state = copy.deepcopy(model.state_dict())  # with the explore shift chosen for it
-        log(
-            f"epoch 0 (untrained): validation recall@{k} {result.untrained[f'recall@{k}']:.4f} "
-            f"mrr@{k} {result.untrained[f'mrr@{k}']:.4f}"
-            + (
-                f", explore weight x{result.untrained['explore_scale']:.3g}"
-                if "explore_scale" in result.untrained
-                else ""
-            )
-        )
+        log(f"epoch 0 (untrained): {_validation_text(result.untrained, k)}")
         if config.epochs == 0:
             best_state, best_optimizer = result.initial_state, copy.deepcopy(optimizer.state_dict())
             best_validation = result.untrained
@@ -387,9 +385,7 @@ def train_network(
             on_epoch(record)
         log(
             f"epoch {epoch}: loss {record['train_loss']:.4f}, {seconds:.1f} s "
-            f"({record['micro_behaviors_per_second']:,.0f} micro-behaviors/s), "
-            f"validation recall@{k} {figures[f'recall@{k}']:.4f} mrr@{k} {figures[f'mrr@{k}']:.4f}"
-            + (f", explore weight x{figures['explore_scale']:.3g}" if "explore_scale" in figures else "")
+            f"({record['micro_behaviors_per_second']:,.0f} micro-behaviors/s), {_validation_text(figures, k)}"
         )
         if _better(figures, best_validation, k):
             best_state, best_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
