@@ -25,9 +25,13 @@ $(STAMP): pyproject.toml constraints.txt
 # The Dagster instance's configuration: dagster.yaml (SQLite in .dagster/), or
 # DAGSTER_CONFIG=deploy/dagster-postgres.yaml (PostgreSQL, $$DAGSTER_PG_URL) for a shared deployment.
 DAGSTER_CONFIG ?= dagster.yaml
-$(DAGSTER_HOME)/dagster.yaml: $(DAGSTER_CONFIG) FORCE
+# Trainings at once (the `training` pool's limit, kept in the instance): each gets the cores / this
+# many CPU threads (pipeline/resources.py, training_threads). 1 gives one training every core.
+TRAINING_SLOTS ?= 2
+$(DAGSTER_HOME)/dagster.yaml: $(DAGSTER_CONFIG) $(STAMP) FORCE
 	@mkdir -p $(DAGSTER_HOME)
 	@cmp -s $(DAGSTER_CONFIG) $@ || cp $(DAGSTER_CONFIG) $@
+	@$(BIN)/dagster instance concurrency set training $(TRAINING_SLOTS) >/dev/null
 FORCE:
 
 # The whole pipeline on the built-in default (synthetic) data, then the results table.

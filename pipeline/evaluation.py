@@ -3,10 +3,10 @@ of the configured model in MLflow."""
 
 from collections.abc import Sequence
 
-from dagster import AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from pipeline.data import features
-from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
+from pipeline.resources import TRAINING_POOL, DvcVersioning, MlflowTracking, RibParams, training_threads
 from pipeline.training import word2vec_embeddings
 
 
@@ -67,15 +67,17 @@ def comparison_metadata(document: dict, path) -> dict:
 
 @asset(
     group_name="evaluation",
-    pool="training",  # GRU4Rec, NARM and SASRec train here: one training step at a time (dagster.yaml)
+    pool=TRAINING_POOL,  # GRU4Rec, NARM and SASRec train here: a step of the training pool
     deps=[features, word2vec_embeddings],
     description="Every baseline of experiment.baselines (neighbourhoods, factorisation, word2vec, trained networks).",
 )
-def baseline_comparison(rib_params: RibParams, dvc_versioning: DvcVersioning) -> MaterializeResult:
+def baseline_comparison(
+    context: AssetExecutionContext, rib_params: RibParams, dvc_versioning: DvcVersioning
+) -> MaterializeResult:
     from rib.evaluation.comparison import COMPARISON_JSON
     from rib.steps import run_baselines
 
-    document = run_baselines(rib_params.load(), rib_params.paths())
+    document = run_baselines(rib_params.load(training_threads(context.instance)), rib_params.paths())
     dvc_versioning.record("baselines")
     return MaterializeResult(metadata=comparison_metadata(document, rib_params.paths().baselines / COMPARISON_JSON))
 

@@ -8,6 +8,22 @@ from dagster import ConfigurableResource
 from rib.artifacts import ArtifactPaths
 from rib.config import Params, default_params_path, load_params
 
+TRAINING_POOL = "training"  # the pool of every step that trains a network (dagster.yaml)
+
+
+def training_threads(instance) -> int | None:
+    """CPU threads for each step of the training pool: the machine's cores shared among the steps
+    the pool runs at once (its limit: `dagster instance concurrency set training N`, which
+    `make run` and `make dev` set; dagster.yaml's default limit is 1). None where it runs one step
+    at a time, which keeps torch's default (every core). On 2 cores a training of the default data
+    is no faster on 2 threads than on 1, so two at once on one thread each finish in about 1.2x the
+    time of one."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:  # an ephemeral instance: steps run in turn
+        return None
+    limit = storage.get_concurrency_info(TRAINING_POOL).limit or 1
+    return max(1, len(os.sched_getaffinity(0)) // limit) if limit > 1 else None
+
 
 class RibParams(ConfigurableResource):
     """The params file (params.yaml, or $RIB_PARAMS): every asset, check, schedule and sensor reads
@@ -16,10 +32,13 @@ class RibParams(ConfigurableResource):
     params_path: str = str(default_params_path())
     artifacts_dir: str | None = None
 
-    def load(self) -> Params:
+    def load(self, cpu_threads: int | None = None) -> Params:
+        """The params; `cpu_threads` (training_threads) where train.cpu_threads leaves it open."""
         params = load_params(self.params_path)
         if self.artifacts_dir:
             params.artifacts_dir = self.artifacts_dir
+        if cpu_threads and params.train.cpu_threads is None:
+            params.train.cpu_threads = cpu_threads
         return params
 
     def paths(self) -> ArtifactPaths:

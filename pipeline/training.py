@@ -12,7 +12,7 @@ from dagster import (
 )
 
 from pipeline.data import features
-from pipeline.resources import DvcVersioning, MlflowTracking, RibParams, StepLauncher
+from pipeline.resources import TRAINING_POOL, DvcVersioning, MlflowTracking, RibParams, StepLauncher, training_threads
 from rib.artifacts import model_folder
 
 
@@ -40,7 +40,7 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
     @asset(
         name=training_asset_name(model, variant),
         group_name="training",
-        pool="training",  # one training at a time (dagster.yaml): each uses every core or the GPU
+        pool=TRAINING_POOL,  # as many trainings at once as the pool's limit, sharing the cores (training_threads)
         # A killed step (preempted pod, OOM) is retried, and resumes after its last finished epoch.
         retry_policy=RetryPolicy(max_retries=2, delay=10),
         deps=[features, word2vec_embeddings],
@@ -62,6 +62,7 @@ def training_asset(model: str, variant: str) -> AssetsDefinition:
             "model": model,
             "variant": variant,
             "tracking": dataclasses.asdict(tracking),
+            "cpu_threads": training_threads(context.instance),
         }
         result = training_launcher.run(context, extras).get_materialize_result()
         dvc_versioning.record(f"train@{model}-{variant}")

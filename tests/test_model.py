@@ -412,6 +412,27 @@ def test_a_graph_network_encodes_each_target_from_its_own_prefix(name, variant):
     assert float(loss) == pytest.approx(alone, rel=1e-5)
 
 
+@pytest.mark.parametrize(("name", "variant"), [("SR-GNN", "sku"), ("MKM-SR", "sku_micro"), ("EMBSR", "sku_micro")])
+def test_a_graph_network_trains_and_scores_under_bf16_autocast(name, variant):
+    """What CUDA training runs (train.bf16): the loss and the scores under bfloat16 autocast, here on
+    the CPU. EMBSR's edge averaging once mixed bf16 messages with a float32 count and failed on the
+    GPU (scatter(): Expected self.dtype to be equal to src.dtype)."""
+    from rib.config import GraphConfig
+    from rib.models.networks import build_network
+
+    model = build_network(GraphConfig(n_items=12, variant=variant, d_sku=16, dropout=0.0), name)
+    x = random_inputs(B=3, T=8, n_items=12)
+    x[1, 3:5, 0] = x[1, 2, 0]  # a visit of three operations
+    mask = torch.zeros(3, 8, dtype=torch.bool)
+    mask[:, 1:7] = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss(x, mask, x[:, 1:, 0][mask[:, :-1]])
+        loss.backward()
+        scores = model.score_all(x, torch.tensor([8, 5, 3]))
+    assert torch.isfinite(loss) and torch.isfinite(scores.float()).all() and scores.shape == (3, 12)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_embsr_attention_adds_the_vector_of_each_ordered_pair_of_operations():
     """The gathered pair terms equal the brute-force q_a · (k_b + R^K[op_a, op_b]) and
     Σ_b w_ab (v_b + R^V[op_a, op_b])."""

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, instance_for_test, materialize
 from helpers import copy_of_repository, write_canonical
 
 from pipeline.definitions import build_definitions, defs
-from pipeline.resources import DvcVersioning, MlflowTracking, RibParams
+from pipeline.resources import TRAINING_POOL, DvcVersioning, MlflowTracking, RibParams, training_threads
 from rib.config import load_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,12 +85,15 @@ def materialize_everything(tmp_path, params_path, raise_on_error: bool = True):
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlartifacts")
     )
     definitions = build_definitions(params_path, mlflow_tracking=tracking, dvc_versioning=NO_DVC)
-    result = materialize(
-        [*definitions.assets, *definitions.asset_checks],
-        resources=definitions.resources,
-        instance=DagsterInstance.ephemeral(),
-        raise_on_error=raise_on_error,
-    )
+    (tmp_path / "dagster_home").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        instance.event_log_storage.set_concurrency_slots(TRAINING_POOL, 2)  # what `make run` sets
+        result = materialize(
+            [*definitions.assets, *definitions.asset_checks],
+            resources=definitions.resources,
+            instance=instance,
+            raise_on_error=raise_on_error,
+        )
     return result, tracking
 
 
@@ -137,6 +140,33 @@ def test_training_runs_in_its_own_process_through_dagster_pipes(pipeline_run):
     assert metadata["process"].value != os.getpid()  # pipeline/external/train_step.py, launched by Pipes
     assert metadata["best_epoch"].value >= 1 and "| epoch | loss |" in metadata["curve"].value
     assert metadata["test recall@20"].value >= 0 and metadata["mlflow_run_id"].value
+
+
+def test_trainings_share_the_cores_by_the_training_pools_limit(pipeline_run, tmp_path):
+    """The training pool's limit (2 here, as `make run` sets it) runs that many trainings at once,
+    each on its share of the cores; a limit of 1, or an instance without pools, keeps torch's
+    default. train.cpu_threads in the params file wins over the share."""
+    import os
+
+    from pipeline.external import step_params
+
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    _, run_dir, params_path, _ = pipeline_run
+    for model in ("RIB-sku", "RIB-sku_micro"):  # the Pipes steps got their share
+        metrics = json.loads((run_dir / "artifacts" / "models" / model / "metrics.json").read_text())
+        assert metrics["train_config"]["cpu_threads"] == share
+    assert training_threads(DagsterInstance.ephemeral()) is None
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert training_threads(instance) is None  # no limit set: one at a time
+        instance.event_log_storage.set_concurrency_slots(TRAINING_POOL, 2)
+        assert training_threads(instance) == share
+    assert RibParams(params_path=str(params_path)).load(cpu_threads=3).train.cpu_threads == 3
+    assert step_params({"params_path": str(params_path), "cpu_threads": 3})[0].train.cpu_threads == 3
+    pinned = yaml.safe_load(params_path.read_text())
+    pinned["train"]["cpu_threads"] = 4
+    (tmp_path / "pinned.yaml").write_text(yaml.safe_dump(pinned))
+    assert RibParams(params_path=str(tmp_path / "pinned.yaml")).load(cpu_threads=3).train.cpu_threads == 4
+    assert step_params({"params_path": str(tmp_path / "pinned.yaml"), "cpu_threads": 3})[0].train.cpu_threads == 4
 
 
 def test_the_pods_a_cluster_launcher_asks_for():

@@ -4,11 +4,14 @@ here beyond `dagster_pipes`, the small library the external side speaks)."""
 
 def step_params(extras: dict) -> tuple:
     """(params, paths) of a launched step: the params file the asset named, under the artifacts
-    folder it named (where the extras give one)."""
+    folder it named (where the extras give one), with the CPU threads its pool gives it where
+    train.cpu_threads leaves them open."""
     from rib.artifacts import ArtifactPaths
     from rib.config import load_params
 
     params = load_params(extras["params_path"])
     if extras.get("artifacts_dir"):
         params.artifacts_dir = extras["artifacts_dir"]
+    if extras.get("cpu_threads") and params.train.cpu_threads is None:
+        params.train.cpu_threads = extras["cpu_threads"]
     return params, ArtifactPaths.under(params.artifacts_dir)

@@ -43,6 +43,27 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def device_target_ranks(scores, targets, last_sku=None) -> np.ndarray:
+    """target_ranks where the scores are: a (B, V) torch tensor on its device (the validation of
+    every epoch ranks there, so a (B, V) block is never copied to the host). `last_sku` (B,): each
+    input's last SKU, ranked out (`exclude_last_sku`). The same ranks as target_ranks on the same
+    scores (float32 compares as it does in float64)."""
+    import torch
+
+    catalog = scores[:, FIRST_SKU_ID:].float().clone()  # (B, V-2), written below
+    rows = torch.arange(len(targets), device=catalog.device)
+    if last_sku is not None:
+        inside = last_sku >= FIRST_SKU_ID
+        catalog[rows[inside], last_sku[inside] - FIRST_SKU_ID] = -torch.inf
+    known = targets >= FIRST_SKU_ID
+    target_score = catalog[rows, torch.where(known, targets, FIRST_SKU_ID) - FIRST_SKU_ID]  # (B,)
+    at_least = (catalog >= target_score[:, None]) | catalog.isnan()  # includes the target
+    ranks = at_least.sum(dim=1).double()
+    ranks[target_score.isnan()] = catalog.shape[1]
+    ranks[~known] = torch.inf
+    return ranks.cpu().numpy()
+
+
 def recall_mrr(ranks: np.ndarray, k: int) -> dict[str, float]:
     ranks = np.asarray(ranks, dtype=np.float64)
     n = len(ranks)

@@ -162,8 +162,9 @@ def average_at(messages: Tensor, present: Tensor, at: Tensor, width: int) -> Ten
     """(N, width, d): the messages (N, E, d) of the edges `present` (N, E, 1) arriving at each node
     `at` (N, E), averaged."""
     N, _, d = messages.shape
-    total = messages.new_zeros(N, width, d).scatter_add_(1, at[..., None].expand(-1, -1, d), messages * present)
-    count = messages.new_zeros(N, width, 1).scatter_add_(1, at[..., None], present)
+    weighted = messages * present  # in the wider of the two types (bf16 messages under CUDA autocast)
+    total = weighted.new_zeros(N, width, d).scatter_add_(1, at[..., None].expand(-1, -1, d), weighted)
+    count = present.new_zeros(N, width, 1).scatter_add_(1, at[..., None], present)
     return total / count.clamp_min(1)
 
 

@@ -211,13 +211,13 @@ def is_primary() -> bool:
 def score_batch(model: NextItemNetwork, batch: Batch, bf16: bool = True, neighbors=None) -> np.ndarray:
     """(B, V) scores of `model` for a batch of stored examples, as the contract returns them;
     `neighbors` (a fitted VSessionKNN) for a network that mixes in the session neighbourhood."""
-    return next(_scored(model, batch, bf16, neighbors, None))[1]
+    return only_products(next(_scored(model, batch, bf16, neighbors, None))[1].cpu().numpy())
 
 
 @torch.no_grad()
 def _scored(model: NextItemNetwork, batch: Batch, bf16: bool, neighbors, shifts: tuple | None) -> Iterator[tuple]:
-    """(None, scores (B, V)) as score_batch gives them; with `shifts`, (shift, scores) for each
-    explore shift of the mixture in turn, from one forward pass."""
+    """(None, scores (B, V) float32 on the model's device); with `shifts`, (shift, scores) for
+    each explore shift of the mixture in turn, from one forward pass."""
     model.eval()
     device = next(model.parameters()).device
     x, lengths = torch.as_tensor(batch.inputs, device=device), torch.as_tensor(batch.lengths, device=device)
@@ -229,7 +229,7 @@ def _scored(model: NextItemNetwork, batch: Batch, bf16: bool, neighbors, shifts:
             else model.score_shifted(x, lengths, prior, shifts)
         )
         for shift, scores in scored:
-            yield shift, only_products(scores.float().cpu().numpy())
+            yield shift, scores.float()
 
 
 PROGRESS_FILE = "progress.pt"
@@ -436,18 +436,19 @@ def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig
     the counts are summed, so every rank gets the same figures (weighted by each rank's count).
     With `explore_ranking: validation` the network's explore shift is set to the best of
     EXPLORE_SHIFTS here (by the figure that picks the epoch), and the figures are that shift's."""
-    from rib.evaluation.metrics import evaluation_examples, target_ranks
+    from rib.evaluation.metrics import device_target_ranks, evaluation_examples
 
     chosen = model.repeat and getattr(model.config, "explore_ranking", "gates") == "validation"
     shifts = EXPLORE_SHIFTS if chosen else None  # a network without the mixture has no explore part to weigh
     rank, world = distributed_context()
+    device = next(model.parameters()).device
     examples = evaluation_examples(features.validation, evaluation)[rank::world]
     ranks: dict = {shift: [] for shift in shifts or [None]}
     for batch in features.validation.batches(max(16, min(1024, 20_000_000 // features.n_items)), examples):
-        for shift, scores in _scored(model, batch, config.bf16, neighbors, shifts):
-            if evaluation.exclude_last_sku:
-                scores[np.arange(len(scores)), batch.last_sku] = -np.inf
-            ranks[shift].append(target_ranks(scores, batch.target))
+        targets = torch.as_tensor(batch.target, device=device)
+        last = torch.as_tensor(batch.last_sku, device=device) if evaluation.exclude_last_sku else None
+        for shift, scores in _scored(model, batch, config.bf16, neighbors, shifts):  # ranked on the device
+            ranks[shift].append(device_target_ranks(scores, targets, last))
     figures = {
         shift: _summarized(np.concatenate(r) if r else np.zeros(0), evaluation, world) for shift, r in ranks.items()
     }

@@ -30,15 +30,32 @@ def tracked_run(config: TrackingConfig, run_name: str, tags: dict[str, str] | No
     import mlflow
 
     mlflow.set_tracking_uri(config.tracking_uri)
-    experiment = mlflow.get_experiment_by_name(config.experiment)
-    if experiment is None:  # a tracking server keeps artifacts where it was told (--artifacts-destination)
-        server = config.tracking_uri.startswith(("http://", "https://"))
-        artifact_location = None if server else Path(config.artifact_root).resolve().as_uri()
-        experiment_id = mlflow.create_experiment(config.experiment, artifact_location=artifact_location)
-    else:
-        experiment_id = experiment.experiment_id
+    with _store_lock(config.tracking_uri):  # the first access creates a SQLite store's tables
+        experiment = mlflow.get_experiment_by_name(config.experiment)
+        if experiment is None:  # a tracking server keeps artifacts where it was told (--artifacts-destination)
+            server = config.tracking_uri.startswith(("http://", "https://"))
+            artifact_location = None if server else Path(config.artifact_root).resolve().as_uri()
+            experiment_id = mlflow.create_experiment(config.experiment, artifact_location=artifact_location)
+        else:
+            experiment_id = experiment.experiment_id
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags or {}) as run:
         yield run
+
+
+@contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """Held while a SQLite store is created and its experiment looked up or made, so that steps
+    starting at once (two trainings of the training pool) neither create the tables twice nor the
+    experiment. A server or database store needs none."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    with open(database.parent / f".{database.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def log_files(config: TrackingConfig, run_name: str, data_version: str, files: list[str | Path]) -> None:
