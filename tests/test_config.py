@@ -28,13 +28,16 @@ def test_the_projects_params_file_loads_and_overrides_defaults(tmp_path):
 
 
 def test_a_models_own_training_settings_replace_the_train_sections_for_that_model_alone(tmp_path):
-    params = load_params(write(tmp_path, MINIMAL + "train:\n  patience: 4\nembsr:\n  learning_rate: 0.001\n"))
+    text = "train:\n  patience: 4\n  weight_decay: 0.5\nembsr:\n  learning_rate: 0.001\n"
+    params = load_params(write(tmp_path, MINIMAL + text))
     _, embsr = params.for_model("EMBSR", "sku_micro", "embsr")
-    assert (embsr.patience, embsr.learning_rate, embsr.batch_size) == (6, 0.001, 64)  # its section's, and its default
+    assert (embsr.patience, embsr.learning_rate, embsr.batch_size) == (6, 0.001, 32)  # its section's, and its default
+    assert embsr.weight_decay == 0.0473  # its own (the study over three logs), not the train section's
     _, srgnn = params.for_model("SR-GNN", "sku", "srgnn")
-    assert (srgnn.patience, srgnn.learning_rate) == (4, 5e-3)  # no patience of its own: the train section's
+    assert (srgnn.patience, srgnn.learning_rate) == (4, 9.87e-3)  # no patience of its own: the train section's
     _, rib = params.for_model("RIB", "sku", "model")
     assert (rib.patience, rib.learning_rate, rib.batch_size) == (4, 5e-3, 64)  # RIB's section's own
+    assert rib.weight_decay == 0.5  # no weight decay of its own: the train section's
     without = dataclasses.replace(params, model=dataclasses.replace(params.model, learning_rate=None, batch_size=None))
     defaults = TrainConfig()
     _, rib = without.for_model("RIB", "sku", "model")
