@@ -5,12 +5,13 @@ Three steps, the middle one on the GPU machine (torch, numpy and PyYAML alone: n
 MLflow or Optuna there):
 
     # here: folds and word2vec from `rib benchmark` (features of each split, seed0/word2vec)
-    rib --params docs/examples/jd_benchmark.yaml benchmark ../shared/data/jd/computers.txt --format jd \\
-        --folds 3 --out bench/computers --models RIB --variants sku_micro --baselines V-SKNN
+    rib benchmark ../shared/data/jd/computers.txt --format jd --folds 3 --out bench/computers \\
+        --models V-SKNN RIB --variants sku_micro
     python benchmarks/tuning_study.py plan .device/study --bench appliances=bench/appliances \\
         computers=bench/computers --studies RIB/sku_micro SR-GNN/sku MKM-SR/sku_micro EMBSR/sku_micro --trials 6
-    # on the GPU machine (`run` with carry [".device"]): one process per trial, 15 at once
-    python benchmarks/tuning_study.py run .device/study          # writes $OUT/results.jsonl
+    # on the GPU machine (`run` with carry [".device"]; .device/pkgs: a copy of PyYAML, where it has none):
+    # one process per trial, 15 at once
+    PYTHONPATH=.device/pkgs python benchmarks/tuning_study.py run .device/study   # writes $OUT/results.jsonl
     # here: the table, RIB minus each model paired on the same targets; every trial to MLflow
     python benchmarks/tuning_study.py table .device/study RESULTS.jsonl --bench appliances=... --mlflow sqlite:///mlflow.db
 
