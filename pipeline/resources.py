@@ -5,6 +5,7 @@ import sys
 
 from dagster import ConfigurableResource
 
+from pipeline.external import share_cores
 from rib.artifacts import ArtifactPaths
 from rib.config import Params, default_params_path, load_params
 
@@ -37,8 +38,7 @@ class RibParams(ConfigurableResource):
         params = load_params(self.params_path)
         if self.artifacts_dir:
             params.artifacts_dir = self.artifacts_dir
-        if cpu_threads and params.train.cpu_threads is None:
-            params.train.cpu_threads = cpu_threads
+        share_cores(params, cpu_threads)
         return params
 
     def paths(self) -> ArtifactPaths:

@@ -12,6 +12,12 @@ def step_params(extras: dict) -> tuple:
     params = load_params(extras["params_path"])
     if extras.get("artifacts_dir"):
         params.artifacts_dir = extras["artifacts_dir"]
-    if extras.get("cpu_threads") and params.train.cpu_threads is None:
-        params.train.cpu_threads = extras["cpu_threads"]
+    share_cores(params, extras.get("cpu_threads"))
     return params, ArtifactPaths.under(params.artifacts_dir)
+
+
+def share_cores(params, cpu_threads: int | None) -> None:
+    """Give training `cpu_threads` (the pool's share of the cores: pipeline.resources.training_threads)
+    where train.cpu_threads in the params file leaves them open."""
+    if cpu_threads and params.train.cpu_threads is None:
+        params.train.cpu_threads = cpu_threads
