@@ -11,7 +11,8 @@ so that its wall time and peak resident memory are its own:
     features    DuckDB features: splits, vocabularies, dwell and interval buckets, example arrays
 
     bare        ../shared/bench/bare_ingest.py on the same file, right after the ingest: one bare
-                DuckDB pass (read, map, sessions, positions, intervals, sort, Parquet), the yardstick
+                DuckDB pass (read, map, sessions, positions, intervals, sort, Parquet), the yardstick,
+                with the ingest's DuckDB memory limit (data.duckdb_memory_limit)
     spark       the same ingest on Spark (data.engine spark, local[2]; rib/data/events_spark.py),
                 its report checked against the DuckDB ingest's (read, kept, reasons, sessions)
 
@@ -143,7 +144,10 @@ def main() -> None:
             if not BARE.exists():
                 print(f"{BARE} is absent: no bare pass to compare with")
                 continue
-            figures[stage] = run_stage(str(BARE), [str(out / "UserBehavior.csv"), str(out / "bare.parquet")])
+            from rib.config import DataConfig  # the bare pass gets the ingest's memory limit: like for like
+
+            limit = DataConfig().duckdb_memory_limit
+            figures[stage] = run_stage(str(BARE), [str(out / "UserBehavior.csv"), str(out / "bare.parquet"), limit])
         else:
             figures[stage] = run_stage(__file__, ["--stage", stage, *common])
     rows = args.rows

@@ -139,6 +139,35 @@ def test_required_column_absent_names_the_file_and_column(tmp_path):
     assert not (tmp_path / "out" / "micro_behaviors.parquet").exists()
 
 
+def test_a_parquet_log_with_a_damaged_page_stops_naming_the_file_and_writes_nothing(tmp_path):
+    # The counts and the canonical table read the file side by side: whichever read meets the damaged
+    # page, the ingest stops with the file's name, the other read is stopped, and nothing is published.
+    n = 20_000
+    log = tmp_path / "log.parquet"
+    table = pa.table(
+        {
+            "user": [str(k // 50) for k in range(n)],
+            "item": [f"item{k}" for k in range(n)],
+            "kind": ["pv"] * n,
+            "ts": [T0 + k for k in range(n)],
+        }
+    )
+    pq.write_table(table, log, compression="none", use_dictionary=False)
+    item = pq.ParquetFile(log).metadata.row_group(0).column(1)
+    data = bytearray(log.read_bytes())
+    middle = item.data_page_offset + item.total_compressed_size // 2
+    data[middle : middle + 200] = b"\xff" * 200  # string lengths past the page's end
+    log.write_bytes(bytes(data))
+    config = write_config(
+        tmp_path,
+        "columns: {user: user, item: item, event_type: kind, timestamp: ts}\n"
+        "timestamp_format: unix_s\nactivity_map: {pv: 1}\n",
+    )
+    with pytest.raises(InputFileError, match=r"log\.parquet: cannot be read"):
+        ingest("events", [log], tmp_path / "out", config)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_config_without_session_or_user_is_rejected(tmp_path):
     config = write_config(tmp_path, "columns: {item: item, event_type: kind, timestamp: ts}\nactivity_map: {v: 1}\n")
     with pytest.raises(InputFileError, match=r"config\.yaml.*columns\.session"):

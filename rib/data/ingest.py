@@ -68,7 +68,8 @@ def ingest_logs(config: DataConfig, out_dir: str | Path, spark: FeatureConfig | 
         elif config.format == "events":
             from rib.data.events import EventsConfig, read_events
 
-            report = read_events(config.inputs, EventsConfig.load(config.events_config), table_path, quarantine_path)
+            events = EventsConfig.load(config.events_config)
+            report = read_events(config.inputs, events, table_path, quarantine_path, config.duckdb_memory_limit)
         else:
             from rib.data.canonical import read_canonical
 
