@@ -35,8 +35,9 @@ class DataConfig:
     # the canonical table and quarantine as Parquet folders; in the pipeline a process of its own launched
     # through Dagster Pipes; the Spark session's settings are features.spark_master and spark_conf).
     engine: str = "duckdb"
-    # DuckDB's memory limit in the events ingest (past it, its sorts spill to disk). At 100M rows 5GB
-    # peaks at 5.4 GB resident and takes 184 s where 4GB took 203 s (benchmarks/ingest_scale.py).
+    # DuckDB's memory limit in the events ingest (past it, its sorts spill to disk; the JD and canonical
+    # readers keep rib.io's default). At 100M rows the ingest then peaks at 5.2 GB resident; with 4GB it
+    # took 203 s against 184 s (benchmarks/ingest_scale.py).
     duckdb_memory_limit: str = "5GB"
     # Logs arriving daily: a path with {date} (YYYY-MM-DD), e.g. data/daily/{date}.csv or data/daily/{date}/.
     # Set, it replaces `inputs`: each day is ingested once (a daily Dagster partition) and the

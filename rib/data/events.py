@@ -421,15 +421,10 @@ def read_events(
         raise
     finally:
         writing.shutdown(wait=True)
-    try:
-        written.result()
-    except Exception as error:  # duckdb raises several kinds; a damaged page may fail this read alone
-        named = [path for path in paths if str(path) in str(error)] or paths
-        raise InputFileError(
-            named[0] if len(named) == 1 else ", ".join(map(str, named)),
-            f"cannot be read into the canonical table: {error}",
-        ) from None
-    canonical.close()
+        canonical.close()
+    if error := written.exception():  # duckdb raises several kinds; a damaged page may fail this read alone
+        named = ", ".join(str(path) for path in paths if str(path) in str(error)) or ", ".join(map(str, paths))
+        raise InputFileError(named, f"cannot be read into the canonical table: {error}") from None
     counts += con.sql("SELECT file_index, reason, count(*) FROM unreadable GROUP BY ALL").fetchall()
     sessions = con.sql(  # each session's first micro-behavior
         "SELECT count(*) FROM read_parquet($path) WHERE position = 0", params={"path": str(table_path)}
