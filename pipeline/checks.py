@@ -47,11 +47,14 @@ def _gx_results(summaries: list[dict], prefix: str) -> Iterable[AssetCheckResult
     """One blocking result for the critical expectations, one warning result for the rest."""
     rows = [
         f"| {s['suite']} | {e['type']} | {e['column'] or '-'} | {e['severity']} | {'pass' if e['success'] else 'FAIL'} "
-        f"| {e['unexpected_count'] if e['unexpected_count'] is not None else '-'} |"
+        f"| {e['unexpected_count'] if e['unexpected_count'] is not None else '-'} "
+        f"| {', '.join(map(str, (e.get('unexpected_sample') or [])[:5])) or '-'} |"  # fetched for failures only
         for s in summaries
         for e in s["expectations"]
     ]
-    table = "| suite | expectation | column | severity | result | unexpected |\n|---|---|---|---|---|---:|\n"
+    table = (
+        "| suite | expectation | column | severity | result | unexpected | sample |\n|---|---|---|---|---|---:|---|\n"
+    )
     metadata = {
         "data_docs": MetadataValue.path(summaries[0]["data_docs"]),
         "evaluated": sum(s["evaluated"] for s in summaries),

@@ -15,6 +15,8 @@ def test_a_stale_validation_definition_is_rebuilt_not_fatal(tmp_path):
     database = prepare_raw(tmp_path / "mb.parquet", tmp_path / "quality")
     first = validate(database, "raw_micro_behaviors", "raw_micro_behaviors", tmp_path / "quality")
     assert first["evaluated"] > 0 and first["critical_failed"] == 0
+    # a clean table: no expectation fetched a sample of unexpected values (a scan each)
+    assert all(not e["unexpected_sample"] for e in first["expectations"])
 
     # What an older version stored: the definition names a datasource that no longer exists
     # (GX then cannot load it at all: "Could not find asset ... within 'rib' datasource").
@@ -43,6 +45,7 @@ def test_a_position_given_twice_in_a_session_fails_the_critical_gate(tmp_path):
     (failed,) = [e for e in summary["expectations"] if not e["success"]]
     assert failed["column"] == "repeats_position" and failed["severity"] == "critical"
     assert failed["unexpected_count"] == 1 and summary["critical_failed"] == 1
+    assert failed["unexpected_sample"] == [True]  # something failed: the validation ran again with samples
 
 
 def test_a_table_out_of_session_order_gets_the_derived_columns_of_the_ordered_one(tmp_path):

@@ -69,10 +69,11 @@ def build_report(paths: ArtifactPaths, k: int, title: str = "RIB run report") ->
                     e["severity"],
                     "pass" if e["success"] else "FAIL",
                     e["unexpected_count"] or 0,
+                    ", ".join(map(str, (e.get("unexpected_sample") or [])[:5])) or "-",  # failures only
                 ]
                 for e in summary["expectations"]
             ]
-            parts.append(_table(["expectation", "column", "severity", "result", "unexpected"], rows))
+            parts.append(_table(["expectation", "column", "severity", "result", "unexpected", "sample"], rows))
 
     parts.append(f"<h2>{SECTIONS[1]}</h2>")
     section3 = _read(paths.section3 / "section3.json")

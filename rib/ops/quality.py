@@ -33,6 +33,7 @@ from rib.io import (
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 RAW_DB, FEATURES_DB = "raw_quality.duckdb", "features_quality.duckdb"  # one DuckDB file per validated step
+SAMPLES_OF_UNEXPECTED = 20  # unexpected values the Data Docs show per failed expectation
 
 
 def _buffered_dialect():
@@ -252,15 +253,25 @@ def validate(database: Path, table: str, suite_name: str, root: str | Path) -> d
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
     )
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=suite_name,
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-            result_format={"result_format": "SUMMARY"},
+
+    def run(samples: int):
+        """One validation, with `samples` unexpected values per failed expectation for the Data Docs."""
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=suite_name,
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": samples},
+            )
         )
-    )
-    result = checkpoint.run()
+        return checkpoint.run()
+
+    # Without samples every expectation's counts come from one aggregate query; a sample of the
+    # unexpected values is a query per expectation, which scans the whole table when there is none
+    # (at 100M rows 13.3 s against 6.9 s). So the samples are fetched only when something failed.
+    result = run(samples=0)
+    if not result.success:
+        result = run(samples=SAMPLES_OF_UNEXPECTED)
     engine = source.get_engine()
     with engine.connect() as connection:
         rows = connection.exec_driver_sql(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
@@ -278,6 +289,8 @@ def validate(database: Path, table: str, suite_name: str, root: str | Path) -> d
                     "unexpected_count": (outcome.result or {}).get("unexpected_count"),
                     "unexpected_percent": (outcome.result or {}).get("unexpected_percent"),
                     "observed_value": _plain((outcome.result or {}).get("observed_value")),
+                    # a sample of the unexpected values, fetched only when something failed (above)
+                    "unexpected_sample": _plain((outcome.result or {}).get("partial_unexpected_list")),
                 }
             )
     failed = [e for e in expectations if not e["success"]]
