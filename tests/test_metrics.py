@@ -3,7 +3,7 @@ import pytest
 from helpers import write_canonical
 
 from rib.config import EvaluationConfig, FeatureConfig
-from rib.evaluation.metrics import device_target_ranks, evaluate, recall_mrr, target_ranks
+from rib.evaluation.metrics import evaluate, recall_mrr, target_ranks
 from rib.features.build import build_features
 from rib.features.dataset import SplitData
 
@@ -36,7 +36,9 @@ def test_nan_scores_rank_above_the_target():
     assert target_ranks(scores, np.array([3])).tolist() == [2.0]
 
 
-def test_ranks_on_the_device_are_the_host_ranks_with_ties_nan_unseen_and_the_last_sku_ranked_out():
+def test_ranks_of_a_tensor_are_those_of_the_array_with_ties_nan_unseen_and_the_last_sku_ranked_out():
+    """Validation ranks torch tensors where they are, the baselines numpy arrays: one rule. Ranking the
+    last SKU out equals scoring it -inf, and leaves the caller's scores as they were."""
     import torch
 
     rng = np.random.default_rng(0)
@@ -45,13 +47,15 @@ def test_ranks_on_the_device_are_the_host_ranks_with_ties_nan_unseen_and_the_las
     targets = rng.integers(0, 12, size=64)  # ids 0 and 1 (padding, OOV): unseen
     last = rng.integers(0, 12, size=64)
     excluded = scores.astype(np.float64)
-    excluded[np.arange(64), last] = -np.inf  # what rank_targets does with exclude_last_sku
-    on_device = device_target_ranks(torch.as_tensor(scores), torch.as_tensor(targets), torch.as_tensor(last))
+    excluded[np.arange(64), last] = -np.inf
+    kept = scores.copy()
+    on_device = target_ranks(torch.as_tensor(scores), torch.as_tensor(targets), torch.as_tensor(last))
     np.testing.assert_array_equal(on_device, target_ranks(excluded, targets))
-    np.testing.assert_array_equal(
-        device_target_ranks(torch.as_tensor(scores), torch.as_tensor(targets)), target_ranks(scores, targets)
-    )
+    np.testing.assert_array_equal(target_ranks(scores, targets, last), on_device)
+    np.testing.assert_array_equal(scores, kept)  # not written
+    np.testing.assert_array_equal(target_ranks(torch.as_tensor(scores), targets), target_ranks(scores, targets))
     assert np.isinf(on_device[targets < 2]).all() and (on_device[targets >= 2] >= 1).all()
+    assert (target_ranks(excluded, targets) != target_ranks(scores, targets)).any()  # the exclusion matters here
 
 
 def test_recall_and_mrr_hand_computed():

@@ -25,40 +25,33 @@ from rib.features.dataset import Batch, SplitData
 from rib.schema import FIRST_SKU_ID
 
 
-def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def target_ranks(scores, targets, last_sku=None) -> np.ndarray:
     """Pessimistic 1-based rank of each target among ids >= 2; inf for an unseen target.
 
-    scores: (B, V) float, targets: (B,) int. NaN scores rank above everything.
+    scores: (B, V), a numpy array (ranked in float64) or a torch tensor, ranked on its device in its
+    precision (float64, or float32 for the lower ones), so that the validation of every epoch never
+    copies a (B, V) block to the host. targets: (B,) int. last_sku: (B,) each input's last SKU, ranked
+    out (`exclude_last_sku`). NaN scores rank above everything.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    targets = np.asarray(targets)
-    known = targets >= FIRST_SKU_ID
-    rows = np.arange(len(targets))
-    target_score = scores[rows, np.where(known, targets, FIRST_SKU_ID)]
-    catalog = scores[:, FIRST_SKU_ID:]
-    at_least = (catalog >= target_score[:, None]) | np.isnan(catalog)  # (B, V-2), includes the target
-    ranks = at_least.sum(axis=1).astype(np.float64)  # 1 + others scoring at least as high
-    ranks[np.isnan(target_score)] = catalog.shape[1]
-    ranks[~known] = np.inf
-    return ranks
-
-
-def device_target_ranks(scores, targets, last_sku=None) -> np.ndarray:
-    """target_ranks where the scores are: a (B, V) torch tensor on its device (the validation of
-    every epoch ranks there, so a (B, V) block is never copied to the host). `last_sku` (B,): each
-    input's last SKU, ranked out (`exclude_last_sku`). The same ranks as target_ranks on the same
-    scores (float32 compares as it does in float64)."""
     import torch
 
-    catalog = scores[:, FIRST_SKU_ID:].float().clone()  # (B, V-2), written below
+    if torch.is_tensor(scores):
+        scores = scores if scores.dtype == torch.float64 else scores.float()
+    else:
+        scores = np.asarray(scores, dtype=np.float64)
+        scores = torch.from_numpy(scores if scores.flags.writeable else scores.copy())  # torch warns on read-only
+    catalog = scores[:, FIRST_SKU_ID:]  # (B, V-2)
+    targets = torch.as_tensor(targets, device=catalog.device)
     rows = torch.arange(len(targets), device=catalog.device)
     if last_sku is not None:
+        last_sku = torch.as_tensor(last_sku, device=catalog.device)
         inside = last_sku >= FIRST_SKU_ID
+        catalog = catalog.clone()  # the caller's scores stay as they were
         catalog[rows[inside], last_sku[inside] - FIRST_SKU_ID] = -torch.inf
     known = targets >= FIRST_SKU_ID
     target_score = catalog[rows, torch.where(known, targets, FIRST_SKU_ID) - FIRST_SKU_ID]  # (B,)
     at_least = (catalog >= target_score[:, None]) | catalog.isnan()  # includes the target
-    ranks = at_least.sum(dim=1).double()
+    ranks = at_least.sum(dim=1).double()  # 1 + others scoring at least as high
     ranks[target_score.isnan()] = catalog.shape[1]
     ranks[~known] = torch.inf
     return ranks.cpu().numpy()
@@ -95,10 +88,8 @@ def rank_targets(
     batch_size = max(16, min(1024, 20_000_000 // max(n_items, 1)))
     ranks = []
     for batch in data.batches(batch_size, evaluation_examples(data, config)):
-        scores = np.array(score_batch(batch), dtype=np.float64, copy=True)
-        if config.exclude_last_sku:
-            scores[np.arange(len(scores)), batch.last_sku] = -np.inf
-        ranks.append(target_ranks(scores, batch.target))
+        last = batch.last_sku if config.exclude_last_sku else None
+        ranks.append(target_ranks(score_batch(batch), batch.target, last))
     return np.concatenate(ranks) if ranks else np.zeros(0)
 
 

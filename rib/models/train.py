@@ -436,7 +436,7 @@ def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig
     the counts are summed, so every rank gets the same figures (weighted by each rank's count).
     With `explore_ranking: validation` the network's explore shift is set to the best of
     EXPLORE_SHIFTS here (by the figure that picks the epoch), and the figures are that shift's."""
-    from rib.evaluation.metrics import device_target_ranks, evaluation_examples
+    from rib.evaluation.metrics import evaluation_examples, target_ranks
 
     chosen = model.repeat and getattr(model.config, "explore_ranking", "gates") == "validation"
     shifts = EXPLORE_SHIFTS if chosen else None  # a network without the mixture has no explore part to weigh
@@ -448,7 +448,7 @@ def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig
         targets = torch.as_tensor(batch.target, device=device)
         last = torch.as_tensor(batch.last_sku, device=device) if evaluation.exclude_last_sku else None
         for shift, scores in _scored(model, batch, config.bf16, neighbors, shifts):  # ranked on the device
-            ranks[shift].append(device_target_ranks(scores, targets, last))
+            ranks[shift].append(target_ranks(scores, targets, last))
     figures = {
         shift: _summarized(np.concatenate(r) if r else np.zeros(0), evaluation, world) for shift, r in ranks.items()
     }
