@@ -44,8 +44,10 @@ def test_ranks_of_a_tensor_are_those_of_the_array_with_ties_nan_unseen_and_the_l
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 6, size=(64, 12)).astype(np.float32)  # many ties
     scores[3, 7] = scores[9, 2] = np.nan
+    scores[5, :] = -np.inf  # a row of -inf: the target ties with everything, the last SKU included
     targets = rng.integers(0, 12, size=64)  # ids 0 and 1 (padding, OOV): unseen
     last = rng.integers(0, 12, size=64)
+    last[:8] = targets[:8]  # the last SKU is the target: ranked out with it
     excluded = scores.astype(np.float64)
     excluded[np.arange(64), last] = -np.inf
     kept = scores.copy()

@@ -40,19 +40,24 @@ def target_ranks(scores, targets, last_sku=None) -> np.ndarray:
     else:
         scores = np.asarray(scores, dtype=np.float64)
         scores = torch.from_numpy(scores if scores.flags.writeable else scores.copy())  # torch warns on read-only
-    catalog = scores[:, FIRST_SKU_ID:]  # (B, V-2)
+    catalog = scores[:, FIRST_SKU_ID:]  # (B, V-2), never written (a copy of it cost more than the ranking)
     targets = torch.as_tensor(targets, device=catalog.device)
     rows = torch.arange(len(targets), device=catalog.device)
-    if last_sku is not None:
-        last_sku = torch.as_tensor(last_sku, device=catalog.device)
-        inside = last_sku >= FIRST_SKU_ID
-        catalog = catalog.clone()  # the caller's scores stay as they were
-        catalog[rows[inside], last_sku[inside] - FIRST_SKU_ID] = -torch.inf
     known = targets >= FIRST_SKU_ID
     target_score = catalog[rows, torch.where(known, targets, FIRST_SKU_ID) - FIRST_SKU_ID]  # (B,)
-    at_least = (catalog >= target_score[:, None]) | catalog.isnan()  # includes the target
-    ranks = at_least.sum(dim=1).double()  # 1 + others scoring at least as high
-    ranks[target_score.isnan()] = catalog.shape[1]
+    if last_sku is not None:  # ranked out: as if it scored -inf (the target too, should it be the last SKU)
+        last_sku = torch.as_tensor(last_sku, device=catalog.device)
+        inside = last_sku >= FIRST_SKU_ID
+        target_score = torch.where(inside & (last_sku == targets), -torch.inf, target_score)
+    # rank = 1 + the others scoring at least as high = the catalog less those scoring below the target:
+    # a NaN is never below (it ranks above everything), and a NaN target has nothing below it (last).
+    ranks = catalog.shape[1] - (catalog < target_score[:, None]).sum(dim=1, dtype=torch.int32)
+    if last_sku is not None:
+        last_score = catalog[rows, torch.where(inside, last_sku, FIRST_SKU_ID) - FIRST_SKU_ID]
+        counted = ~(last_score < target_score)  # the last SKU as it scored
+        counted_out = ~(-torch.inf < target_score)  # as -inf
+        ranks = ranks - torch.where(inside, counted.long() - counted_out.long(), 0)
+    ranks = ranks.double()
     ranks[~known] = torch.inf
     return ranks.cpu().numpy()
 
