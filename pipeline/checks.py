@@ -45,10 +45,11 @@ def quarantine_share(rib_params: RibParams) -> AssetCheckResult:
 
 def _gx_results(summaries: list[dict], prefix: str) -> Iterable[AssetCheckResult]:
     """One blocking result for the critical expectations, one warning result for the rest."""
+    from rib.ops.quality import unexpected_sample_text  # not at import: the definitions load without numpy
+
     rows = [
         f"| {s['suite']} | {e['type']} | {e['column'] or '-'} | {e['severity']} | {'pass' if e['success'] else 'FAIL'} "
-        f"| {e['unexpected_count'] if e['unexpected_count'] is not None else '-'} "
-        f"| {', '.join(map(str, (e.get('unexpected_sample') or [])[:5])) or '-'} |"  # fetched for failures only
+        f"| {e['unexpected_count'] if e['unexpected_count'] is not None else '-'} | {unexpected_sample_text(e)} |"
         for s in summaries
         for e in s["expectations"]
     ]

@@ -10,6 +10,7 @@ from pathlib import Path
 from rib.artifacts import ArtifactPaths
 from rib.evaluation.comparison import comparison_markdown, difference_text
 from rib.insight.plots import png_data_uri, training_curve
+from rib.ops.quality import unexpected_sample_text
 
 SECTIONS = (
     "Data quality",
@@ -69,7 +70,7 @@ def build_report(paths: ArtifactPaths, k: int, title: str = "RIB run report") ->
                     e["severity"],
                     "pass" if e["success"] else "FAIL",
                     e["unexpected_count"] or 0,
-                    ", ".join(map(str, (e.get("unexpected_sample") or [])[:5])) or "-",  # failures only
+                    unexpected_sample_text(e),
                 ]
                 for e in summary["expectations"]
             ]
