@@ -45,7 +45,7 @@ def quarantine_share(rib_params: RibParams) -> AssetCheckResult:
 
 def _gx_results(summaries: list[dict], prefix: str) -> Iterable[AssetCheckResult]:
     """One blocking result for the critical expectations, one warning result for the rest."""
-    from rib.ops.quality import unexpected_sample_text  # not at import: the definitions load without numpy
+    from rib.insight.report import unexpected_sample_text  # not at import: the definitions load without numpy
 
     rows = [
         f"| {s['suite']} | {e['type']} | {e['column'] or '-'} | {e['severity']} | {'pass' if e['success'] else 'FAIL'} "

@@ -10,7 +10,6 @@ from pathlib import Path
 from rib.artifacts import ArtifactPaths
 from rib.evaluation.comparison import comparison_markdown, difference_text
 from rib.insight.plots import png_data_uri, training_curve
-from rib.ops.quality import unexpected_sample_text
 
 SECTIONS = (
     "Data quality",
@@ -20,6 +19,11 @@ SECTIONS = (
     "Training curves",
     "Case study",
 )
+
+
+def unexpected_sample_text(expectation: dict, shown: int = 5) -> str:
+    """A summary expectation's sample of unexpected values as one short cell (fetched for failures only)."""
+    return ", ".join(map(str, (expectation.get("unexpected_sample") or [])[:shown])) or "-"
 
 
 def _image(path: str | Path, alt: str) -> str:

@@ -309,11 +309,6 @@ def validate(database: Path, table: str, suite_name: str, root: str | Path) -> d
     return summary
 
 
-def unexpected_sample_text(expectation: dict, shown: int = 5) -> str:
-    """A summary expectation's sample of unexpected values as one short cell (fetched for failures only)."""
-    return ", ".join(map(str, (expectation.get("unexpected_sample") or [])[:shown])) or "-"
-
-
 def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
