@@ -26,8 +26,13 @@ $(STAMP): pyproject.toml constraints.txt
 # DAGSTER_CONFIG=deploy/dagster-postgres.yaml (PostgreSQL, $$DAGSTER_PG_URL) for a shared deployment.
 DAGSTER_CONFIG ?= dagster.yaml
 # Trainings at once (the `training` pool's limit, kept in the instance): each gets the cores / this
-# many CPU threads (pipeline/resources.py, training_threads). 1 gives one training every core.
-TRAINING_SLOTS ?= 2
+# many CPU threads (pipeline/resources.py, training_threads). 1 gives one training every core. The
+# default run has three (the baselines' GRU4Rec, RIB on two variants): run together, they share the
+# cores until the last one ends, where with two slots the third waits for a free one.
+TRAINING_SLOTS ?= 3
+# Steps at once (Dagster's multiprocess executor; its own default is the number of cores): enough
+# for every training slot, so a pool's limit, not the executor, decides how many trainings run.
+export DAGSTER_MULTIPROCESS_EXECUTOR_MAX_CONCURRENT ?= $(shell n=$$(nproc); echo $$(( n > $(TRAINING_SLOTS) ? n : $(TRAINING_SLOTS) )))
 $(DAGSTER_HOME)/dagster.yaml: $(DAGSTER_CONFIG) $(STAMP) FORCE
 	@mkdir -p $(DAGSTER_HOME)
 	@cmp -s $(DAGSTER_CONFIG) $@ || cp $(DAGSTER_CONFIG) $@

@@ -6,7 +6,7 @@ The asset graph depends on the params file (one training asset per model and var
 
 import os
 
-from dagster import Definitions
+from dagster import Definitions, multiprocess_executor
 
 from pipeline.automation import automation
 from pipeline.checks import DATA_CHECKS, model_gate_checks
@@ -58,6 +58,10 @@ def build_definitions(params_path: str | None = None, **resources) -> Definition
         jobs=[job],
         schedules=[schedule],
         sensors=[sensor],
+        # Each step a process forked from one that has imported Dagster and these definitions: a step
+        # starts in about 1 s instead of 2-3 s (a fresh interpreter each), 20 s less for make run's
+        # 20 steps. Steps at once: the cores, or $DAGSTER_MULTIPROCESS_EXECUTOR_MAX_CONCURRENT (Makefile).
+        executor=multiprocess_executor.configured({"start_method": {"forkserver": {}}}),
         resources={
             "rib_params": RibParams(params_path=params_path),
             "mlflow_tracking": MlflowTracking(),

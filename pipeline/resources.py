@@ -16,9 +16,9 @@ def training_threads(instance) -> int | None:
     """CPU threads for each step of the training pool: the machine's cores shared among the steps
     the pool runs at once (its limit: `dagster instance concurrency set training N`, which
     `make run` and `make dev` set; dagster.yaml's default limit is 1). None where it runs one step
-    at a time, which keeps torch's default (every core). On 2 cores a training of the default data
-    is no faster on 2 threads than on 1, so two at once on one thread each finish in about 1.2x the
-    time of one."""
+    at a time, which keeps torch's default (every core), and at least 1. On 2 cores a training of the
+    default data is no faster on 2 threads than on 1, so the default run's three trainings (limit 3,
+    the Makefile's) each take one thread and share the two cores."""
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:  # an ephemeral instance: steps run in turn
         return None

@@ -143,7 +143,7 @@ def test_training_runs_in_its_own_process_through_dagster_pipes(pipeline_run):
 
 
 def test_trainings_share_the_cores_by_the_training_pools_limit(pipeline_run, tmp_path):
-    """The training pool's limit (2 here, as `make run` sets it) runs that many trainings at once,
+    """The training pool's limit (2 here; `make run` sets TRAINING_SLOTS, 3) runs that many trainings at once,
     each on its share of the cores; a limit of 1, or an instance without pools, keeps torch's
     default. train.cpu_threads in the params file wins over the share."""
     import os
