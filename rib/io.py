@@ -79,30 +79,6 @@ def session_ranges(con, source: str, parts: int | None = None) -> list[str]:
     return [*ranges, "session_id IS NULL"]
 
 
-def run_at_once(con, statements: list[str], params: list | None = None) -> None:
-    """Run the statements at the same time, each on its own cursor of `con` (one DuckDB database:
-    they see its tables and attached databases, not its temporary tables). A streaming window runs
-    on one thread whatever the thread setting: one pass per range of sessions uses every core."""
-    import threading
-
-    errors: list[BaseException] = []
-
-    def run(statement: str) -> None:
-        try:
-            with con.cursor() as cursor:
-                cursor.execute(statement, params or [])
-        except BaseException as error:  # raised again in the calling thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(statement,)) for statement in statements]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-
-
 def new_staging(parent: Path, prefix: str) -> Path:
     """A new hidden staging folder `prefix`* in `parent`, after removing those a killed run left
     there (one writer per output at a time: the Dagster pools and DVC's lock see to it)."""

@@ -51,8 +51,8 @@ from rib.io import (
     SESSION_ORDERED_ROWS,
     connect_duckdb,
     parquet_source,
-    run_at_once,
     session_ranges,
+    sql_text,
     staged_folder,
 )
 from rib.schema import ACTIVITY_NAMES, OOV, is_synthetic
@@ -95,16 +95,19 @@ def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[floa
     """Leaves tables `sessions` and `sku_vocab`, and the view `encoded` (one row per micro-behavior,
     its place in its split's arrays) over `mb`, the micro-behaviors in session order."""
     source = parquet_source(micro_behaviors)
-    _session_order_passes(con, source)  # one per DuckDB thread (features.duckdb_threads)
-    if con.execute("SELECT bool_or(out_of_order) FROM mb").fetchone()[0]:  # not written in session order
-        con.execute("DROP VIEW mb")
-        _session_order_pass(con, "TEMP TABLE mb", SESSION_ORDERED_ROWS, source)
+    ranges = _session_order_views(con, source)  # one per DuckDB thread (features.duckdb_threads)
+    if con.execute("SELECT bool_or(out_of_order) FROM range_stats").fetchone()[0]:  # not in session order
+        con.execute("SET preserve_insertion_order = true")
+        con.execute(f"CREATE TEMP TABLE sorted_rows AS SELECT * FROM {SESSION_ORDERED_ROWS}", [source])
+        ranges = _session_order_views(con, source, ["SELECT * FROM sorted_rows"])
     con.execute("SET preserve_insertion_order = false")  # the rest is joins and aggregates: any order
-    con.execute("""CREATE TEMP TABLE session_stats AS
-                   SELECT s, any_value(session_id) AS session_id, count(*) AS n_micro,
-                          (max(g) - min(g) + 1)::BIGINT AS n_macro, min(g) AS first_g,
-                          min(timestamp) AS start_ts, count(timestamp) AS n_timestamps
-                   FROM mb GROUP BY s""")
+    # `s` numbers the sessions of each range from 0: the global number counts on from the ranges before.
+    counts = dict(con.execute("SELECT r, max(s) + 1 FROM range_stats GROUP BY r").fetchall())
+    offsets = [sum(counts.get(j, 0) for j in range(k)) for k in range(ranges)]
+    offset = "(CASE r " + " ".join(f"WHEN {k} THEN {o}" for k, o in enumerate(offsets)) + " END)"
+    con.execute(f"CREATE TEMP VIEW mb AS SELECT (s + {offset})::INTEGER AS s, * EXCLUDE (r, s) FROM mb_ranges")
+    con.execute(f"""CREATE TEMP TABLE session_stats AS
+                    SELECT (s + {offset})::INTEGER AS s, * EXCLUDE (r, s, out_of_order) FROM range_stats""")
     if config.split_method == "time":
         missing = con.sql("SELECT count(*) FROM session_stats WHERE n_timestamps < n_micro").fetchall()[0][0]
         check_timestamps(micro_behaviors, missing)
@@ -150,30 +153,32 @@ def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[floa
     return edges, interval_edges
 
 
-def _session_order_passes(con, source: str) -> None:
-    """View `mb` (below) over one table per range of whole sessions (rib.io.session_ranges), each
-    from its own streaming pass, the passes at once: a streaming window runs on one thread, so one
-    pass leaves a core idle (at 100M rows: 24 s for one pass, 13 s for two at once). `s` counts on
-    from the ranges before; `g` only ever counts within a session."""
-    con.execute("ATTACH ':memory:' AS scratch")  # seen by every cursor of con, as temporary tables are not
-    ranges = session_ranges(con, source)
-    statements = [
-        _session_order_sql(f"TABLE scratch.mb_{k}", f"(SELECT * FROM read_parquet(?) WHERE {where})")
-        for k, where in enumerate(ranges)
-    ]
-    con.execute("SET preserve_insertion_order = true")
-    run_at_once(con, statements, [source])
-    views, offset = [], 0
-    for k in range(len(ranges)):
-        views.append(f"SELECT (s + {offset})::INTEGER AS s, * EXCLUDE (s) FROM scratch.mb_{k}")
-        offset += con.execute(f"SELECT coalesce(max(s) + 1, 0) FROM scratch.mb_{k}").fetchone()[0]
-    con.execute("CREATE TEMP VIEW mb AS " + " UNION ALL ".join(views))
-
-
-def _session_order_pass(con, table: str, rows: str, source: str) -> None:
-    """`table` (e.g. TEMP TABLE mb) from `rows` (one query parameter: the source)."""
-    con.execute("SET preserve_insertion_order = true")
-    con.execute(_session_order_sql(table, rows), [source])
+def _session_order_views(con, source: str, ranges: list[str] | None = None) -> int:
+    """View `mb_ranges`: the micro-behaviors of each range of whole sessions (rib.io.session_ranges;
+    `ranges`, queries of rows in session order, replace them) with what needs their neighbours
+    (_session_order_sql) and the range `r`; and, from one pass over it, table `range_stats` (each
+    session's counts, by range and session). A streaming window runs on one thread, so one range per
+    DuckDB thread keeps every core busy, and a query over the view reads the ranges at once. Not
+    stored: every later query computes the view again (at 100M rows 5 s a pass), which costs less
+    than storing it (the pass that wrote its 100M rows to tables took 17 s, past the memory limit)
+    and reading it back. Returns the number of ranges."""
+    if ranges is None:
+        literal = sql_text(source)  # a view's SQL cannot take parameters
+        ranges = [f"SELECT * FROM read_parquet({literal}) WHERE {where}" for where in session_ranges(con, source)]
+    con.execute("SET preserve_insertion_order = true")  # a streaming window reads rows in the file's order
+    for k, rows in enumerate(ranges):
+        con.execute(_session_order_sql(f"TEMP VIEW mb_{k}", f"({rows})"))
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW mb_ranges AS "
+        + " UNION ALL ".join(f"SELECT {k} AS r, * FROM mb_{k}" for k in range(len(ranges)))
+    )
+    con.execute("""CREATE OR REPLACE TEMP TABLE range_stats AS
+                   SELECT r, s, any_value(session_id) AS session_id, count(*) AS n_micro,
+                          (max(g) - min(g) + 1)::BIGINT AS n_macro, min(g) AS first_g,
+                          min(timestamp) AS start_ts, count(timestamp) AS n_timestamps,
+                          bool_or(out_of_order) AS out_of_order
+                   FROM mb_ranges GROUP BY r, s""")
+    return len(ranges)
 
 
 def _session_order_sql(table: str, rows: str) -> str:
@@ -296,35 +301,36 @@ ARRAYS = (  # file, column of `encoded`, dtype
 
 def _read_splits(con) -> tuple[dict, dict]:
     """Each split's sessions (micro-behaviors and macro interactions, by session_index) and arrays,
-    from one scan of `encoded` in any order: each row is put in place by its flat_index (dense
-    0..n-1 within its split), so no split is ever sorted."""
+    from one scan of `encoded` in any order: the splits' arrays are back to back in one array per
+    column, and each row is put in its place there (its split's start plus its flat_index, dense
+    0..n-1 within its split), so nothing is ever sorted."""
     sessions = {}
     for split in SPLITS:
         table = con.sql(
             f"SELECT n_micro, n_macro FROM sessions WHERE split = '{split}' ORDER BY session_index"
         ).to_arrow_table()
         sessions[split] = (_as(table, "n_micro", np.int64), _as(table, "n_macro", np.int64))
-    arrays = {
-        split: {name: np.empty(int(n_micro.sum()), dtype) for name, _, dtype in ARRAYS}
-        for split, (n_micro, _) in sessions.items()
-    }
+    sizes = [int(sessions[split][0].sum()) for split in SPLITS]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    columns = {name: np.empty(int(starts[-1]), dtype) for name, _, dtype in ARRAYS}
     # numpy fills the arrays during the scan: DuckDB gives up their size of its memory limit meanwhile,
     # so that the step's peak stays near the limit it was given (at 100M rows the arrays are 1.1 GB).
-    held = sum(values.nbytes for split in arrays.values() for values in split.values())
+    held = sum(values.nbytes for values in columns.values())
     con.execute("SET memory_limit = ?", [f"{max(_memory_limit_bytes(con) - held, 1 << 30)}B"])
-    codes = " ".join(f"WHEN '{split}' THEN {i}" for i, split in enumerate(SPLITS))
-    columns = ", ".join(column for _, column, _ in ARRAYS)
+    start = " ".join(f"WHEN '{split}' THEN {int(starts[i])}" for i, split in enumerate(SPLITS))
     reader = con.sql(
-        f"SELECT (CASE split {codes} END)::TINYINT AS split_code, flat_index::BIGINT, {columns} FROM encoded"
+        f"SELECT flat_index::BIGINT + (CASE split {start} END) AS place, "
+        + ", ".join(column for _, column, _ in ARRAYS)
+        + " FROM encoded"
     ).to_arrow_reader(1 << 20)
     for batch in reader:
-        code = batch.column(0).to_numpy()
-        flat = batch.column(1).to_numpy()
-        for i, split in enumerate(SPLITS):
-            rows = code == i
-            places = flat[rows]
-            for k, (name, _, _) in enumerate(ARRAYS):
-                arrays[split][name][places] = batch.column(2 + k).to_numpy()[rows]
+        place = batch.column(0).to_numpy()
+        for k, (name, _, _) in enumerate(ARRAYS):
+            columns[name][place] = batch.column(1 + k).to_numpy()
+    arrays = {
+        split: {name: values[starts[i] : starts[i + 1]] for name, values in columns.items()}
+        for i, split in enumerate(SPLITS)
+    }
     return sessions, arrays
 
 
@@ -344,15 +350,17 @@ def _write_split(folder: Path, arrays: dict, n_micro: np.ndarray, n_macro: np.nd
     offsets = np.concatenate([[0], np.cumsum(n_micro)]).astype(np.int64)
     np.save(folder / "session_offsets.npy", offsets)
 
+    # Few arrays of the examples' size (each new one costs its page faults: 0.2-1 s a GB here).
     macro = arrays["macro"]
-    end = np.flatnonzero(macro[1:] != macro[:-1]) + 1  # macro steps up; at a session's first it is 0
-    end = end[macro[end] >= 1]
-    np.save(folder / "example_end.npy", end.astype(np.int64, copy=False))
+    end = np.flatnonzero((macro[1:] != macro[:-1]) & (macro[1:] >= 1))  # macro steps up, not to 0 (a new session)
+    end += 1
+    np.save(folder / "example_end.npy", end)
     targets = arrays.pop("sku")[end]
     np.save(folder / "example_target.npy", targets)
     session = np.repeat(np.arange(len(n_micro), dtype=np.int32), n_micro)[end]  # 1.6 s at 70M, searchsorted 2.8
     np.save(folder / "example_session.npy", session)
-    np.save(folder / "example_start.npy", np.maximum(offsets[session], end - max_len))
+    start = offsets[session]
+    np.save(folder / "example_start.npy", np.maximum(start, end - max_len, out=start))
     is_last = macro[end] == n_macro[session] - 1
     np.save(folder / "example_is_last.npy", is_last)
     return {
