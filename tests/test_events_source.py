@@ -296,6 +296,42 @@ def test_the_empty_line_scan_reads_in_chunks_and_finds_an_empty_line_across_thei
         assert has_empty_line(tmp_path / "log.csv", chunk) is expected, data
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1 << 24])
+def test_the_line_count_gives_a_plain_csv_files_records_and_declines_a_lone_carriage_return(tmp_path, chunk):
+    """The byte scan beside the copy that spares a clean CSV log its counting read: its lines but the
+    header, CRLF counted once across a chunk's edge, a last line without its line break counted; a
+    lone CR (a line break the count would miss) or a compressed file: no count, the log is read."""
+    from rib.data.events import EventsConfig, _csv_records, _FileScan
+
+    config = EventsConfig.load(EXAMPLES / "rees46.yaml")
+    cases = {
+        b"h\na\nb\n": 2,
+        b"h\na\nb": 2,
+        b"h\r\na\r\nb\r\n": 2,
+        b"h\n": 0,
+        b"h\ra\rb\r": None,
+        b"h\na\r\rb\n": None,
+    }
+    for data, expected in cases.items():
+        (tmp_path / "log.csv").write_bytes(data)
+        scan = _FileScan(0, tmp_path / "log.csv", "csv", 2, "", "")
+        assert _csv_records([scan], config, chunk) == (None if expected is None else [expected]), data
+    (tmp_path / "log.csv.gz").write_bytes(b"")
+    assert _csv_records([_FileScan(0, tmp_path / "log.csv.gz", "csv", 2, "", "")], config, chunk) is None
+
+
+def test_a_quoted_line_break_makes_fewer_records_than_lines_and_every_record_is_still_counted(tmp_path):
+    """A record over two lines: the table has fewer rows than the file has lines, so the ingest reads
+    the file through the checks to count, and finds every record kept."""
+    log = tmp_path / "2019-Oct.csv"
+    body = [rees46_line(i) for i in range(6)]
+    body[2] = body[2].replace(",electronics.phone,", ',"electronics\nphone",')
+    log.write_text(REES46_HEADER + "".join(body))
+    report = ingest("events", [log], tmp_path / "out", EXAMPLES / "rees46.yaml")
+    assert (report.read, report.kept, report.quarantined) == (6, 6, 0)
+    assert len(rows_of(tmp_path / "out")) == 6
+
+
 def _reference_sessions(events: list[tuple], gap: float) -> dict[tuple, tuple]:
     """The rules of rib/data/events.py written out by hand, row by row: events (user, item, unix
     seconds, file, line) ordered per user by (time, file, line); a session ends where the gap to the

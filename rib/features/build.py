@@ -33,6 +33,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -79,10 +81,27 @@ def build_features(micro_behaviors: str | Path, out_dir: str | Path, config: Fea
             _attach_spark_tables(con, staging / "_spark")
         else:
             raise ValueError(f"features.engine {config.engine!r}: expected duckdb or spark")
-        summary = _write_outputs(con, micro_behaviors, staging, config, edges, interval_edges)  # closes con
+        with _small_pages():
+            summary = _write_outputs(con, micro_behaviors, staging, config, edges, interval_edges)  # closes con
         shutil.rmtree(staging / "_spark", ignore_errors=True)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+@contextmanager
+def _small_pages() -> Iterator[None]:
+    """numpy asks the kernel for huge pages for its large arrays (madvise); where the kernel then
+    compacts memory on the spot to find them (transparent huge pages with defrag `madvise`, a common
+    default), each new GB of arrays waits for it. At 100M rows the features took 53-55 s with huge
+    pages and 47 s without, on the 2-core machine (system time 16-19 s against 12-13 s). The arrays
+    are filled and written once: small pages cost nothing here. numpy's own switch, where it has one."""
+    switch = getattr(np._core.multiarray, "_set_madvise_hugepage", None)
+    previous = switch(False) if switch else None
+    try:
+        yield
+    finally:
+        if switch:
+            switch(previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +380,7 @@ def _write_split(folder: Path, arrays: dict, n_micro: np.ndarray, n_macro: np.nd
     np.save(folder / "example_session.npy", session)
     start = offsets[session]
     np.save(folder / "example_start.npy", np.maximum(start, end - max_len, out=start))
-    is_last = macro[end] == n_macro[session] - 1
+    is_last = macro[end] == (n_macro - 1).astype(np.int32)[session]  # int32: half the bytes of int64
     np.save(folder / "example_is_last.npy", is_last)
     return {
         "sessions": len(n_micro),
