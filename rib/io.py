@@ -79,6 +79,12 @@ def session_ranges(con, source: str, parts: int | None = None) -> list[str]:
     return [*ranges, "session_id IS NULL"]
 
 
+def session_range_rows(con, source: str) -> list[str]:
+    """session_ranges as queries of the Parquet table's rows, each run in the file's order: with the
+    file named in the SQL (a view's definition cannot hold parameters)."""
+    return [f"SELECT * FROM read_parquet({sql_text(source)}) WHERE {where}" for where in session_ranges(con, source)]
+
+
 def new_staging(parent: Path, prefix: str) -> Path:
     """A new hidden staging folder `prefix`* in `parent`, after removing those a killed run left
     there (one writer per output at a time: the Dagster pools and DVC's lock see to it)."""

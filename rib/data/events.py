@@ -27,7 +27,7 @@ they are applied (see docs/sources.md):
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -412,9 +412,8 @@ def read_events(
     )
     try:
         lines = _csv_records(scans, config)  # beside the copy; None: not plain CSV files
-        if lines is not None:
-            wait([written])
-        if lines is not None and not written.exception() and _rows(con, table_path) == sum(lines):
+        # written.exception() waits for the copy
+        if lines is not None and written.exception() is None and _rows(con, table_path) == sum(lines):
             counts = [(scan.index, None, n) for scan, n in zip(scans, lines, strict=True)]  # every line kept
         else:  # the counts, and a file's error before the copy's
             counts = [row for scan in scans for row in _tally_file(con, scan, config)]

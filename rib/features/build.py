@@ -53,8 +53,7 @@ from rib.io import (
     SESSION_ORDERED_ROWS,
     connect_duckdb,
     parquet_source,
-    session_ranges,
-    sql_text,
+    session_range_rows,
     staged_folder,
 )
 from rib.schema import ACTIVITY_NAMES, OOV, is_synthetic
@@ -173,7 +172,7 @@ def _build(con, micro_behaviors: Path, config: FeatureConfig) -> tuple[list[floa
 
 
 def _session_order_views(con, source: str, ranges: list[str] | None = None) -> int:
-    """View `mb_ranges`: the micro-behaviors of each range of whole sessions (rib.io.session_ranges;
+    """View `mb_ranges`: the micro-behaviors of each range of whole sessions (rib.io.session_range_rows;
     `ranges`, queries of rows in session order, replace them) with what needs their neighbours
     (_session_order_sql) and the range `r`; and, from one pass over it, table `range_stats` (each
     session's counts, by range and session). A streaming window runs on one thread, so one range per
@@ -181,9 +180,7 @@ def _session_order_views(con, source: str, ranges: list[str] | None = None) -> i
     stored: every later query computes the view again (at 100M rows 5 s a pass), which costs less
     than storing it (the pass that wrote its 100M rows to tables took 17 s, past the memory limit)
     and reading it back. Returns the number of ranges."""
-    if ranges is None:
-        literal = sql_text(source)  # a view's SQL cannot take parameters
-        ranges = [f"SELECT * FROM read_parquet({literal}) WHERE {where}" for where in session_ranges(con, source)]
+    ranges = ranges or session_range_rows(con, source)
     con.execute("SET preserve_insertion_order = true")  # a streaming window reads rows in the file's order
     for k, rows in enumerate(ranges):
         con.execute(_session_order_sql(f"TEMP VIEW mb_{k}", f"({rows})"))

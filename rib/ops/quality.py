@@ -26,8 +26,7 @@ from rib.io import (
     SESSION_ORDERED_ROWS,
     connect_duckdb,
     parquet_source,
-    session_ranges,
-    sql_text,
+    session_range_rows,
 )
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
@@ -124,7 +123,7 @@ def prepare_raw(micro_behaviors: str | Path, root: str | Path) -> Path:
         coalesce(session_id = lag(session_id) OVER () AND position = lag(position) OVER (), false)
             AS repeats_position"""
     # OVER () with lag/lead is DuckDB's streaming window: rows stay in the order they come in.
-    ranges = [f"SELECT * FROM read_parquet({sql_text(source)}) WHERE {where}" for where in session_ranges(con, source)]
+    ranges = session_range_rows(con, source)
     out_of_order = " UNION ALL ".join(f"SELECT {OUT_OF_SESSION_ORDER} AS out_of_order FROM ({rows})" for rows in ranges)
     if con.execute(f"SELECT bool_or(out_of_order) FROM ({out_of_order})").fetchone()[0]:  # reads 2 columns
         con.execute(f"CREATE TABLE raw_micro_behaviors AS SELECT *, {derived} FROM {SESSION_ORDERED_ROWS}", [source])
