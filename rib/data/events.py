@@ -263,7 +263,6 @@ def _tally_file(con, scan: _FileScan, config: EventsConfig) -> list[tuple]:
         counts = counts.fetchall()
     except Exception as error:
         raise InputFileError(scan.path, f"cannot be read as {scan.file_format}: {error}") from None
-    con.execute("INSERT INTO line_offsets VALUES (?, ?, -1, 0)", [scan.index, scan.first_line - 1])
     if scan.file_format == "csv":
         _record_csv_skips(con, scan.index, scan.path, f"rejects_{scan.index}", scan.first_line)
     return counts
@@ -411,6 +410,8 @@ def read_events(
         [str(table_path)],
     )
     try:
+        for scan in scans:  # record 1 of a file sits on its first line
+            con.execute("INSERT INTO line_offsets VALUES (?, ?, -1, 0)", [scan.index, scan.first_line - 1])
         lines = _csv_records(scans, config)  # beside the copy; None: not plain CSV files
         # written.exception() waits for the copy
         if lines is not None and written.exception() is None and _rows(con, table_path) == sum(lines):
