@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export PYTHONHASHSEED := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test lint format dev mlflow mlflow-server serve serve-mlflow bench bench-models clean FORCE
+.PHONY: install run test lint format dev mlflow mlflow-server serve serve-mlflow bench bench-models bench-ladder clean FORCE
 
 install: $(STAMP)
 
@@ -93,6 +93,10 @@ bench-models: install
 	for data in appliances computers; do \
 	  $(BIN)/rib --params docs/examples/jd_benchmark.yaml benchmark ../shared/data/jd/$$data.txt --format jd --folds 3 \
 	    --out bench_out/$$data --models $(MODELS) --variants $(VARIANTS) || exit 1; done
+
+# The micro-behavior ladder (RIB on Visits, SKU, SKU+Micro-behaviors) on the real logs, 3 folds x 3 seeds.
+bench-ladder: install
+	$(BIN)/python benchmarks/micro_ladder.py --seeds 3 --out bench_out/micro_ladder
 
 clean:
 	rm -rf artifacts .dagster .pytest_cache .ruff_cache mlflow.db mlartifacts
