@@ -71,10 +71,9 @@ def goal_lines(document: dict) -> list[str]:
     return lines
 
 
-def report(folder: Path) -> None:
-    document = json.loads((folder / "comparison" / "comparison.json").read_text())
+def report(log: str, document: dict) -> None:
     rib = next(r for r in document["results"] if r["model"] == "RIB")
-    print(f"## {folder.name}: {rib['n_test']} test targets, {rib['folds']} folds x {rib['seeds']} seeds")
+    print(f"## {log}: {rib['n_test']} test targets, {rib['folds']} folds x {rib['seeds']} seeds")
     print("\n".join(goal_lines(document)))
 
 
@@ -89,8 +88,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.report:
         for log in args.logs:
-            if (args.report / log / "comparison" / "comparison.json").exists():
-                report(args.report / log)
+            finished = args.report / log / "comparison" / "comparison.json"
+            if finished.exists():
+                report(log, json.loads(finished.read_text()))
         return
     params = load_params(args.params)
     for log in args.logs:
@@ -111,7 +111,7 @@ def main() -> None:
             log=lambda message: None,
         )
         print(comparison_markdown(document))
-        report(Path(args.out) / log)
+        report(log, document)
 
 
 if __name__ == "__main__":
