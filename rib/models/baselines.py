@@ -118,6 +118,15 @@ class SessionPopItemKNN:
         return np.where(outside, 1.0 + neighbours, spop)  # neighbours in (1, 2]: between the two
 
 
+def visits_back(sku: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(B, L) how many visits (runs of one product) before the input's last one each position's
+    visit is: 0 for the last visit's micro-behaviors (meaningless on padding)."""
+    start = np.ones(sku.shape, np.int64)
+    start[:, 1:] = sku[:, 1:] != sku[:, :-1]
+    visit = np.cumsum(start, axis=1)  # (B, L)
+    return visit[np.arange(len(sku)), lengths - 1][:, None] - visit
+
+
 def keep_k_largest(similarity: np.ndarray, k: int) -> np.ndarray:
     """(B, S) nonnegative: each row's k largest entries (ties with the k-th kept), 0 elsewhere.
     Only the positive entries are partitioned: a row is mostly zeros, and np.partition over many
@@ -133,12 +142,16 @@ def keep_k_largest(similarity: np.ndarray, k: int) -> np.ndarray:
 class SessionKNN:
     """SKNN (Jannach & Ludewig, RecSys 2017; Ludewig & Jannach 2018): the k training sessions most
     similar to the input (cosine between sets of products) vote for their products, each with its
-    similarity. V-SKNN weighs the input's products by position (linear decay from the last one).
-    Nothing is trained; k is chosen on the validation split among `K_CHOICES`."""
+    similarity. V-SKNN weighs the input's products by how recent they are: a linear decay over the
+    input's positions from the last one (Ludewig & Jannach's), or decay ** (visits back), the current
+    visit 1. Nothing is trained; k, and V-SKNN's decay, are chosen together on the validation split
+    among `K_CHOICES` x `DECAYS`."""
 
     name = "SKNN"
-    K_CHOICES = (50, 100, 200, 500)
+    K_CHOICES = (20, 30, 50, 100, 200, 500)
+    DECAYS = ("linear", 0.9, 0.8, 0.7)
     positional = False
+    decay: str | float = "linear"
     visits = False  # read the inputs as visits (one position per macro interaction): the "visits" variant
 
     def __init__(self, evaluation: EvaluationConfig) -> None:
@@ -152,14 +165,15 @@ class SessionKNN:
         self.session_norm = np.sqrt(np.asarray(sessions.sum(axis=1)).ravel())  # (S,)
         self.n_items = features.n_items
         chosen = None
-        for k in self.K_CHOICES:
-            self.k = k
-            figures = evaluate(self.score, features.validation, self.evaluation, features.n_items)
-            key = (figures[f"recall@{self.evaluation.k}"], figures[f"mrr@{self.evaluation.k}"])
-            if chosen is None or key > chosen[0]:
-                chosen = (key, k)
-        self.k = chosen[1]
-        self.validation_k = {"k": self.k, "choices": list(self.K_CHOICES)}
+        for decay in self.DECAYS if self.positional else ("linear",):
+            for k in self.K_CHOICES:
+                self.k, self.decay = k, decay
+                figures = evaluate(self.score, features.validation, self.evaluation, features.n_items)
+                key = (figures[f"recall@{self.evaluation.k}"], figures[f"mrr@{self.evaluation.k}"])
+                if chosen is None or key > chosen[0]:
+                    chosen = (key, k, decay)
+        _, self.k, self.decay = chosen
+        self.validation_k = {"k": self.k, "choices": list(self.K_CHOICES), "decay": self.decay}
         return self
 
     def query(self, batch: Batch) -> sp.csr_matrix:
@@ -169,8 +183,10 @@ class SessionKNN:
         B, L = batch.sku.shape
         real = ((np.arange(L)[None, :] < batch.lengths[:, None]) & (batch.sku > OOV)).ravel()
         weights = np.ones((B, L))
-        if self.positional:  # linear decay: the last product 1, the one before (n-1)/n, ...
+        if self.positional and self.decay == "linear":  # the last position 1, the one before (n-1)/n, ...
             weights = (np.arange(1, L + 1)[None, :] / batch.lengths[:, None]).clip(max=1.0)
+        elif self.positional:  # the current visit 1, the one before `decay`, then decay ** 2, ...
+            weights = float(self.decay) ** visits_back(batch.sku, batch.lengths)
         rows = np.repeat(np.arange(B), L)[real]
         matrix = sp.coo_matrix((weights.ravel()[real], (rows, batch.sku.ravel()[real])), shape=(B, self.n_items))
         return _row_max(matrix)  # a product seen twice counts once, with its latest (largest) weight
@@ -233,6 +249,7 @@ class SessionKNN:
             k=np.array(self.k),
             positional=np.array(self.positional),
             visits=np.array(self.visits),
+            decay=np.array(str(self.decay)),
         )
 
     @classmethod
@@ -244,6 +261,8 @@ class SessionKNN:
             )
             model.k = int(saved["k"])
             model.visits = bool(saved["visits"]) if "visits" in saved else False
+            decay = str(saved["decay"]) if "decay" in saved else "linear"  # an index saved before decays
+            model.decay = decay if decay == "linear" else float(decay)
         model.n_items = model.sessions.shape[1]
         model.session_norm = np.sqrt(np.asarray(model.sessions.sum(axis=1)).ravel())
         return model
