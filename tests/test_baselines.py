@@ -7,8 +7,8 @@ from helpers import write_canonical
 from rib.config import EvaluationConfig, FeatureConfig
 from rib.evaluation.metrics import evaluate
 from rib.features.build import build_features
-from rib.features.dataset import FeatureSet
-from rib.models.baselines import ItemKNN, Pop, SessionPop, keep_k_largest
+from rib.features.dataset import Batch, FeatureSet
+from rib.models.baselines import ItemKNN, Pop, SessionKNN, SessionPop, VSessionKNN, keep_k_largest, visits_back
 
 ALL_TRAIN = FeatureConfig(validation_fraction=0.0, test_fraction=0.0)
 
@@ -98,3 +98,27 @@ def test_session_knn_keeps_each_inputs_k_most_similar_sessions_with_ties_at_the_
     dense = np.round(rng.random((64, 300)) * (rng.random((64, 300)) < 0.3), 2)
     cut = np.partition(dense, -20, axis=1)[:, -20][:, None]
     np.testing.assert_array_equal(keep_k_largest(dense.copy(), 20), np.where(dense >= cut, dense, 0.0))
+
+
+def test_v_sknn_weighs_each_product_by_its_last_visit_decayed_per_visit_back(tiny, tmp_path):
+    features, ids = tiny
+    a, b, c = ids["A"], ids["B"], ids["C"]
+    # visits A (2 micro-behaviors), B, C (3), A again: the last visit A, C one back, B two back
+    sku = np.array([[a, a, b, c, c, c, a, 0]])
+    np.testing.assert_array_equal(visits_back(sku, np.array([7]))[0, :7], [3, 3, 2, 1, 1, 1, 0])
+    knn = VSessionKNN(EvaluationConfig()).fit(features)
+    batch = Batch(
+        inputs=np.stack([sku] + [np.zeros_like(sku)] * 3, axis=-1), lengths=np.array([7]), target=np.array([b])
+    )
+    knn.decay = 0.5
+    query = knn.query(batch).toarray()[0]
+    assert (query[a], query[b], query[c]) == (1.0, 0.25, 0.5)  # A's latest visit counts, not its first
+    knn.decay = "linear"  # by position instead: the last 1, B at position 3 of 7
+    query = knn.query(batch).toarray()[0]
+    assert (query[a], query[b], query[c]) == (1.0, pytest.approx(3 / 7), pytest.approx(6 / 7))
+    knn.decay = 0.7  # saved and loaded with the index
+    knn.save(tmp_path / "knn.npz")
+    loaded = SessionKNN.load(tmp_path / "knn.npz")
+    assert isinstance(loaded, VSessionKNN) and loaded.decay == 0.7 and loaded.k == knn.k
+    np.testing.assert_array_equal(loaded.score(batch), knn.score(batch))
+    assert knn.validation_k["decay"] in VSessionKNN.DECAYS and SessionKNN(EvaluationConfig()).decay == "linear"
