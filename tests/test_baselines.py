@@ -8,7 +8,7 @@ from rib.config import EvaluationConfig, FeatureConfig
 from rib.evaluation.metrics import evaluate
 from rib.features.build import build_features
 from rib.features.dataset import Batch, FeatureSet
-from rib.models.baselines import ItemKNN, Pop, SessionKNN, SessionPop, VSessionKNN, keep_k_largest, visits_back
+from rib.models.baselines import ItemKNN, Pop, SessionKNN, SessionPop, VSessionKNN, keep_k_largest
 
 ALL_TRAIN = FeatureConfig(validation_fraction=0.0, test_fraction=0.0)
 
@@ -105,11 +105,11 @@ def test_v_sknn_weighs_each_product_by_its_last_visit_decayed_per_visit_back(tin
     a, b, c = ids["A"], ids["B"], ids["C"]
     # visits A (2 micro-behaviors), B, C (3), A again: the last visit A, C one back, B two back
     sku = np.array([[a, a, b, c, c, c, a, 0]])
-    np.testing.assert_array_equal(visits_back(sku, np.array([7]))[0, :7], [3, 3, 2, 1, 1, 1, 0])
     knn = VSessionKNN(EvaluationConfig()).fit(features)
     batch = Batch(
         inputs=np.stack([sku] + [np.zeros_like(sku)] * 3, axis=-1), lengths=np.array([7]), target=np.array([b])
     )
+    np.testing.assert_array_equal(batch.visits_back()[0, :7], [3, 3, 2, 1, 1, 1, 0])
     knn.decay = 0.5
     query = knn.query(batch).toarray()[0]
     assert (query[a], query[b], query[c]) == (1.0, 0.25, 0.5)  # A's latest visit counts, not its first

@@ -42,6 +42,15 @@ class Batch:
     def last_sku(self) -> np.ndarray:  # (B,)
         return self.sku[np.arange(len(self.lengths)), self.lengths - 1]
 
+    def visits_back(self) -> np.ndarray:
+        """(B, L) how many visits (runs of one product) before the input's last one each position's
+        visit is: 0 for the last visit's micro-behaviors (negative on padding)."""
+        sku = self.sku
+        start = np.ones(sku.shape, np.int64)
+        start[:, 1:] = sku[:, 1:] != sku[:, :-1]
+        visit = np.cumsum(start, axis=1)  # (B, L)
+        return visit[np.arange(len(sku)), self.lengths - 1][:, None] - visit
+
     def visits_only(self) -> Batch:
         """The same inputs with one position per macro interaction (its last micro-behavior), the
         product alone: what the "visits" variant reads."""

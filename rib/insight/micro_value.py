@@ -59,9 +59,8 @@ def _candidates(data: SplitData, examples: np.ndarray, long_bucket: int, n_dwell
     real = steps[None, :] < lengths[:, None]
     start = torch.ones_like(sku, dtype=torch.bool)
     start[:, 1:] = sku[:, 1:] != sku[:, :-1]
-    visit = start.long().cumsum(dim=1)
     last = sku[torch.arange(E), lengths - 1]
-    age = (visit[torch.arange(E), lengths - 1][:, None] - visit).clamp_min(0).float()  # (E, L)
+    age = torch.as_tensor(batch.visits_back()).clamp_min(0).float()  # (E, L)
     decay = DECAY**age * real
     first_of_visit = torch.where(start, steps[None, :], 0).cummax(dim=1).values  # (E, L)
     entry = activity.gather(1, first_of_visit)  # the visit's first activity

@@ -118,15 +118,6 @@ class SessionPopItemKNN:
         return np.where(outside, 1.0 + neighbours, spop)  # neighbours in (1, 2]: between the two
 
 
-def visits_back(sku: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """(B, L) how many visits (runs of one product) before the input's last one each position's
-    visit is: 0 for the last visit's micro-behaviors (meaningless on padding)."""
-    start = np.ones(sku.shape, np.int64)
-    start[:, 1:] = sku[:, 1:] != sku[:, :-1]
-    visit = np.cumsum(start, axis=1)  # (B, L)
-    return visit[np.arange(len(sku)), lengths - 1][:, None] - visit
-
-
 def keep_k_largest(similarity: np.ndarray, k: int) -> np.ndarray:
     """(B, S) nonnegative: each row's k largest entries (ties with the k-th kept), 0 elsewhere.
     Only the positive entries are partitioned: a row is mostly zeros, and np.partition over many
@@ -186,7 +177,7 @@ class SessionKNN:
         if self.positional and self.decay == "linear":  # the last position 1, the one before (n-1)/n, ...
             weights = (np.arange(1, L + 1)[None, :] / batch.lengths[:, None]).clip(max=1.0)
         elif self.positional:  # the current visit 1, the one before `decay`, then decay ** 2, ...
-            weights = float(self.decay) ** visits_back(batch.sku, batch.lengths)
+            weights = float(self.decay) ** batch.visits_back()
         rows = np.repeat(np.arange(B), L)[real]
         matrix = sp.coo_matrix((weights.ravel()[real], (rows, batch.sku.ravel()[real])), shape=(B, self.n_items))
         return _row_max(matrix)  # a product seen twice counts once, with its latest (largest) weight
