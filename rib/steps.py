@@ -226,8 +226,8 @@ def run_baselines(params: Params, paths: ArtifactPaths, names: list[str] | None 
         recommender = make_recommender(name, None, params, paths).fit(features)
         record = {"model": name, "variant": None, "seed": params.bpr.seed if name == "BPR-MF" else None}
         record["fit_seconds"] = round(time.perf_counter() - started, 3)
-        if hasattr(recommender, "validation_k"):  # a session kNN: its k (and decay) chosen on validation
-            record["chosen"] = recommender.validation_k
+        if hasattr(recommender, "chosen_on_validation"):  # a session kNN: its k (and decay) chosen on validation
+            record["chosen"] = recommender.chosen_on_validation
         if getattr(recommender, "result", None) is not None:  # a trained network (GRU4Rec, NARM, SASRec)
             record |= {"seed": params.train.seed, "best_epoch": recommender.result.best_epoch}
             record["history"] = recommender.result.history
@@ -278,7 +278,7 @@ def run_training(
         "train_config": dataclasses.asdict(result.train_config),
     }
     if getattr(recommender, "neighbors", None) is not None:  # the neighbourhood's k and decay (validation)
-        record["neighbors"] = recommender.neighbors.validation_k
+        record["neighbors"] = recommender.neighbors.chosen_on_validation
     extra = {
         "train": record["train_config"],
         "max_len": features.max_len,

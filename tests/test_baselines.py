@@ -121,4 +121,4 @@ def test_v_sknn_weighs_each_product_by_its_last_visit_decayed_per_visit_back(tin
     loaded = SessionKNN.load(tmp_path / "knn.npz")
     assert isinstance(loaded, VSessionKNN) and loaded.decay == 0.7 and loaded.k == knn.k
     np.testing.assert_array_equal(loaded.score(batch), knn.score(batch))
-    assert knn.validation_k["decay"] in VSessionKNN.DECAYS and SessionKNN(EvaluationConfig()).decay == "linear"
+    assert knn.chosen_on_validation["decay"] in VSessionKNN.DECAYS and SessionKNN(EvaluationConfig()).decay == "linear"

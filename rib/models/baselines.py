@@ -164,7 +164,7 @@ class SessionKNN:
                 if chosen is None or key > chosen[0]:
                     chosen = (key, k, decay)
         _, self.k, self.decay = chosen
-        self.validation_k = {"k": self.k, "choices": list(self.K_CHOICES), "decay": self.decay}
+        self.chosen_on_validation = {"k": self.k, "choices": list(self.K_CHOICES), "decay": self.decay}
         return self
 
     def query(self, batch: Batch) -> sp.csr_matrix:
