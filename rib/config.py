@@ -201,6 +201,12 @@ class RIBConfig(NetworkConfig):
     # logit, chosen after every epoch on validation among rib.models.train.EXPLORE_SHIFTS (-inf
     # turns it off), is added when ranking, as V-SKNN's k is chosen; the loss is unchanged.
     explore_ranking: str = "validation"
+    # With repeat_scorer: its learning rate, times the network's. The scorer (a few hundred
+    # parameters, rib/models/repeat.py) learns only through the mixture, on the targets the repeat
+    # part can reach, and at the network's rate hardly moves before the explore softmax overfits and
+    # early stopping ends training. Chosen on fold 0 validation of both JD samples among 1, 10, 30,
+    # 100 (README: "The repeat scorer's learning rate"); the gates at x10 lose on Appliances.
+    repeat_lr_scale: float = 10.0
     recency: bool = False  # a learned bias of the attention by distance to the prefix's end (recency)
     attention_inputs: bool = False  # the attention also reads each position's own input embeddings
 

@@ -15,6 +15,7 @@ Search spaces (the trial count is the same for every model: `--trials`):
     RIB             hidden {50, 100, 200}; neighbors {on, off}; explore_loss {0, 0.25, 0.5, 1};
                     recency {on, off}; attention_inputs {on, off}; repeat_scorer {on, off};
                     gate_holdout {0, 0.1, 0.2}; explore_new_only {on, off}; explore_own {on, off};
+                    repeat_lr_scale {1, 10, 30};
                     explore_pooling {attention, last} (last: repeat_scorer on); explore_ranking
                     {gates, validation}  (d_sku etc. follow word2vec)
     RIB-Attention   hidden {50, 100, 200}
@@ -61,6 +62,7 @@ def _rib(trial) -> dict:
         "repeat_scorer": scorer,
         "gate_holdout": trial.suggest_categorical("gate_holdout", [0.0, 0.1, 0.2]),
         "explore_new_only": trial.suggest_categorical("explore_new_only", [True, False]),
+        "repeat_lr_scale": trial.suggest_categorical("repeat_lr_scale", [1.0, 10.0, 30.0]),
     }
 
 

@@ -144,6 +144,27 @@ def test_no_weight_decay_on_biases_and_embedding_tables():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
+def test_the_repeat_scorer_learns_at_its_own_multiple_of_the_learning_rate():
+    from rib.models.rib import RIB
+    from rib.models.train import make_optimizer
+
+    def rates(**options) -> dict[str, float]:
+        model = RIB(RIBConfig(neighbors=False, n_items=40, **options))
+        groups = make_optimizer(model, TrainConfig(learning_rate=1e-3), torch.device("cpu")).param_groups
+        lr = {id(p): g["lr"] for g in groups for p in g["params"]}
+        return {name: lr[id(p)] for name, p in model.named_parameters()}
+
+    shipped = rates()
+    scorer = {name for name in shipped if name.startswith("product_repeat.")}
+    assert scorer == {
+        "product_repeat.recency",
+        *(f"product_repeat.engagement.{i}.{w}" for i in (0, 2) for w in ("weight", "bias")),
+    }
+    assert all(shipped[name] == pytest.approx(1e-2) for name in scorer)  # 10 x by default
+    assert all(lr == pytest.approx(1e-3) for name, lr in shipped.items() if name not in scorer)  # gates included
+    assert all(lr == pytest.approx(1e-3) for lr in rates(repeat_lr_scale=1.0).values())
+
+
 def test_gradients_are_clipped_to_the_configured_norm(deterministic_features):
     from rib.models.rib import RIB
     from rib.models.train import WindowLoader, make_optimizer, train_epoch

@@ -481,12 +481,24 @@ def _summarized(ranks: np.ndarray, evaluation: EvaluationConfig, world: int) -> 
 
 
 def make_optimizer(model: NextItemNetwork, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with weight decay on the weight matrices only: never on biases or embedding tables."""
+    """AdamW with weight decay on the weight matrices only: never on biases or embedding tables.
+    RIB's repeat scorer (a few hundred parameters, reached only through the mixture) learns at
+    `repeat_lr_scale` times the learning rate; every other parameter at the learning rate."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    decay = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in embeddings]
-    no_decay = [p for p in model.parameters() if p.dim() < 2 or id(p) in embeddings]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
+    scale = float(getattr(model.config, "repeat_lr_scale", 1.0))
+    groups = []
+    for repeat in (False, True):
+        part = [p for name, p in model.named_parameters() if name.startswith("product_repeat.") == repeat]
+        lr = config.learning_rate * (scale if repeat else 1.0)
+        groups += [
+            {
+                "params": [p for p in part if p.dim() >= 2 and id(p) not in embeddings],
+                "weight_decay": config.weight_decay,
+                "lr": lr,
+            },
+            {"params": [p for p in part if p.dim() < 2 or id(p) in embeddings], "weight_decay": 0.0, "lr": lr},
+        ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate, fused=device.type == "cuda")
 
 
 class NonFiniteLossError(FloatingPointError):
