@@ -486,19 +486,13 @@ def make_optimizer(model: NextItemNetwork, config: TrainConfig, device: torch.de
     `repeat_lr_scale` times the learning rate; every other parameter at the learning rate."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     scale = float(getattr(model.config, "repeat_lr_scale", 1.0))
-    groups = []
-    for repeat in (False, True):
-        part = [p for name, p in model.named_parameters() if name.startswith("product_repeat.") == repeat]
-        lr = config.learning_rate * (scale if repeat else 1.0)
-        groups += [
-            {
-                "params": [p for p in part if p.dim() >= 2 and id(p) not in embeddings],
-                "weight_decay": config.weight_decay,
-                "lr": lr,
-            },
-            {"params": [p for p in part if p.dim() < 2 or id(p) in embeddings], "weight_decay": 0.0, "lr": lr},
-        ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate, fused=device.type == "cuda")
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}  # (lr, weight decay) -> parameters
+    for name, p in model.named_parameters():
+        lr = config.learning_rate * (scale if name.startswith("product_repeat.") else 1.0)
+        decay = config.weight_decay if p.dim() >= 2 and id(p) not in embeddings else 0.0
+        groups.setdefault((lr, decay), []).append(p)
+    settings = [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
+    return torch.optim.AdamW(settings, lr=config.learning_rate, fused=device.type == "cuda")
 
 
 class NonFiniteLossError(FloatingPointError):
