@@ -216,6 +216,7 @@ def test_the_report_is_self_contained_and_has_every_section(pipeline_run):
         assert f"<h2>{section}</h2>" in html
     assert "SYNTHETIC" in html
     assert "engagement - micro-count" in html  # what micro-behaviors are worth here, with its interval
+    assert "Is the next product a revisit?" in html and "<th>AUC</th>" in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing to fetch: viewable offline
     # Section 3 figures, a training curve per trained model and a case-study heatmap, all embedded.
     assert html.count('src="data:image/png;base64,') >= 5 + N_TRAINED + 1

@@ -18,6 +18,13 @@ visits from it to the end of the input):
   logit-micro, the same plus the micro-behaviors (carted, ordered, detail modules read, the
   longest dwell bucket, the entry source of the last visit).
 
+Whether the next product is a revisit at all is the other half of what a repeat part does (its
+gate). Over every target: a logistic regression fitted on training and scored on validation, over
+what a SKU sequence shows (visits, micro-behaviors, distinct products, the last visit's length,
+earlier visits to the current product) and over that plus the micro-behaviors (the last visit's
+activities, entry source and dwell; carts and orders in the session): the AUC of each and the
+paired difference of their log-likelihoods per target.
+
 Every difference comes with its paired 95% bootstrap interval over the targets.
 """
 
@@ -45,6 +52,7 @@ COMPARISONS = (
     ("logit-micro", "micro-count"),
 )
 N_SEQUENCE = 4  # the first candidate features are the ones a SKU sequence shows
+N_SWITCH_SEQUENCE = 6  # and the first features of whether the next product is a revisit
 
 
 def _candidates(data: SplitData, examples: np.ndarray, long_bucket: int, n_dwell: int):
@@ -98,6 +106,94 @@ def _candidates(data: SplitData, examples: np.ndarray, long_bucket: int, n_dwell
     )
     target = candidate & (sku == torch.as_tensor(batch.target)[:, None])
     return sums[..., :3], features, candidate, target
+
+
+def _switch_features(data: SplitData, examples: np.ndarray, n_dwell: int) -> torch.Tensor:
+    """(E, D) per example what predicts whether the next product is a revisit: the first
+    N_SWITCH_SEQUENCE features a SKU sequence shows, then the micro-behaviors."""
+    batch = data.batch(examples)
+    x = torch.as_tensor(batch.inputs)
+    sku, activity, dwell = x[..., 0], x[..., 1], x[..., 2]
+    E, L = sku.shape
+    steps = torch.arange(L)
+    lengths = torch.as_tensor(batch.lengths)
+    real = steps[None, :] < lengths[:, None]
+    start = torch.ones_like(sku, dtype=torch.bool)
+    start[:, 1:] = sku[:, 1:] != sku[:, :-1]
+    start &= real
+    last = sku[torch.arange(E), lengths - 1]
+    last_visit = (torch.as_tensor(batch.visits_back()) == 0) & real  # (E, L)
+    entry = torch.where(last_visit, steps[None, :], L).min(dim=1).values  # the last visit's first position
+    visits, micro = start.sum(dim=1).float(), real.sum(dim=1).float()
+    distinct = ((sku[:, :, None] == sku[:, None, :]) & (steps[None, None, :] < steps[None, :, None])).any(dim=2)
+    distinct = (real & ~distinct).sum(dim=1).float()  # positions whose product has not come before
+    again = (start & (sku == last[:, None]) & ~last_visit).sum(dim=1).float()  # earlier visits to the current product
+    counts = torch.stack([(last_visit & (activity == a)).sum(dim=1) for a in range(1, 11)], dim=1).float()
+    return torch.cat(
+        [
+            torch.log1p(torch.stack([visits, micro, distinct, last_visit.sum(dim=1).float(), again], dim=1)),
+            (distinct / visits.clamp_min(1))[:, None],
+            torch.log1p(counts),  # the last visit's activities
+            torch.stack([activity[torch.arange(E), entry] == c for c in CLICK_SOURCES], dim=1).float(),
+            torch.nn.functional.one_hot(dwell[torch.arange(E), entry].clamp(0, n_dwell), n_dwell + 1)[:, 1:].float(),
+            torch.log1p(torch.stack([(real & (activity == a)).sum(dim=1) for a in (CART, ORDER)], dim=1).float()),
+        ],
+        dim=1,
+    )
+
+
+def _fit_logistic(features: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, scale, weights with the bias last) of an L2-regularised logistic regression."""
+    mean, scale = features.mean(dim=0), features.std(dim=0)
+    scale = torch.where(scale > 1e-6, scale, 1.0)  # a feature constant in training keeps its weight at 0
+    standard = torch.cat([(features - mean) / scale, torch.ones(len(features), 1)], dim=1)
+    weight = torch.zeros(standard.shape[1], requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(standard @ weight, label)
+        loss = loss + 1e-3 * weight[:-1].square().sum()
+        loss.backward()
+        return loss
+
+    if len(label):
+        optimizer.step(closure)
+    return mean, scale, weight.detach()
+
+
+def _log_likelihood(fitted: tuple, features: torch.Tensor, label: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per example: (probability of a revisit, log-likelihood of what happened)."""
+    mean, scale, weight = fitted
+    logit = torch.cat([(features - mean) / scale, torch.ones(len(features), 1)], dim=1) @ weight
+    ll = -torch.nn.functional.binary_cross_entropy_with_logits(logit, label, reduction="none")
+    return torch.sigmoid(logit).numpy(), ll.numpy()
+
+
+def _auc(score: np.ndarray, label: np.ndarray) -> float:
+    """The area under the ROC curve (ties count half)."""
+    from scipy.stats import rankdata
+
+    positive = label > 0.5
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    return float((rankdata(score)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _switch(built: dict, evaluation: EvaluationConfig) -> dict:
+    """Is the next product a revisit? Fitted on training, scored on validation. The two splits'
+    revisit shares differ where validation's products are new to training (out of vocabulary,
+    never a revisit here), so the regressions are compared with each other, not with a constant."""
+    (train_x, train_y), (x, y) = built["train"], built["validation"]
+    result = {"targets": len(y), "revisit_share": float(y.mean()), "train_revisit_share": float(train_y.mean())}
+    ll = {}
+    for name, width in (("logit-sequence", N_SWITCH_SEQUENCE), ("logit-micro", x.shape[1])):
+        probability, ll[name] = _log_likelihood(_fit_logistic(train_x[:, :width], train_y), x[:, :width], y)
+        result[name] = {"auc": _auc(probability, y.numpy()), "log_likelihood": float(ll[name].mean())}
+    difference = _interval(ll["logit-micro"], ll["logit-sequence"], evaluation.bootstrap, evaluation.bootstrap_seed)
+    result["differences"] = {"logit-micro - logit-sequence": difference}
+    return result
 
 
 def _pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
@@ -156,7 +252,7 @@ def micro_value(features: FeatureSet, evaluation: EvaluationConfig, max_examples
     n_dwell = features.n_dwell_buckets
     k = evaluation.k
     rng = np.random.default_rng(evaluation.bootstrap_seed)
-    built = {}
+    built, switch = {}, {}
     for split in ("train", "validation"):
         data = features.split(split)
         examples = evaluation_examples(data, evaluation)
@@ -165,6 +261,9 @@ def micro_value(features: FeatureSet, evaluation: EvaluationConfig, max_examples
         parts = [_candidates(data, examples[i : i + 4096], long_bucket, n_dwell) for i in range(0, len(examples), 4096)]
         width = max((p[0].shape[1] for p in parts), default=0)  # inputs padded to one width (not a candidate)
         built[split] = [torch.cat([_pad(p[j], width) for p in parts]) for j in range(4)] if parts else None
+        if parts:
+            chunks = [_switch_features(data, examples[i : i + 4096], n_dwell) for i in range(0, len(examples), 4096)]
+            switch[split] = (torch.cat(chunks), built[split][3].any(dim=1).float())
     weights = {}
     if built["train"] is not None:
         _, train_features, train_candidate, train_target = built["train"]
@@ -202,6 +301,8 @@ def micro_value(features: FeatureSet, evaluation: EvaluationConfig, max_examples
                 if a in reciprocal and b in reciprocal
             },
         }
+    if len(switch) == 2:
+        result["revisit_switch"] = _switch(switch, evaluation)
     return result
 
 
@@ -220,9 +321,27 @@ def micro_value_markdown(result: dict) -> str:
     lines += ["", "| split | comparison | Δ |", "|---|---|---:|"]
     for split, s in result["splits"].items():
         for name, d in s["differences"].items():
-            text = f"{d['difference']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]{'*' if d['significant'] else ''}"
-            lines.append(f"| {split} | {name} | {text} |")
+            lines.append(f"| {split} | {name} | {interval_text(d)} |")
+    switch = result.get("revisit_switch")
+    if switch:
+        lines += [
+            "",
+            f"Is the next product a revisit? Validation, {switch['targets']} targets, "
+            f"{switch['revisit_share']:.1%} revisits (training {switch['train_revisit_share']:.1%}); "
+            "logistic regressions fitted on training. Log-likelihood: mean per target.",
+            "",
+            "| predictor | AUC | log-likelihood |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {n} | {switch[n]['auc']:.4f} | {switch[n]['log_likelihood']:.4f} |" for n in LOGITS]
+        lines += ["", "| comparison | Δ log-likelihood |", "|---|---:|"]
+        lines += [f"| {name} | {interval_text(d)} |" for name, d in switch["differences"].items()]
     return "\n".join(lines)
+
+
+def interval_text(d: dict) -> str:
+    """+0.0012 [-0.0003, +0.0027], with * where the interval excludes 0."""
+    return f"{d['difference']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]{'*' if d['significant'] else ''}"
 
 
 def write_micro_value(features: FeatureSet, evaluation: EvaluationConfig, out: str | Path) -> dict:
