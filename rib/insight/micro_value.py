@@ -55,19 +55,24 @@ N_SEQUENCE = 4  # the first candidate features are the ones a SKU sequence shows
 N_SWITCH_SEQUENCE = 6  # and the first features of whether the next product is a revisit
 
 
+def _inputs(data: SplitData, examples: np.ndarray) -> tuple:
+    """(batch, (sku, activity, dwell) (E, L) each, steps (L,), real positions (E, L), visit starts
+    (E, L), the current product (E,)) of the examples."""
+    batch = data.batch(examples)
+    x = torch.as_tensor(batch.inputs)
+    sku = x[..., 0]
+    steps = torch.arange(sku.shape[1])
+    lengths = torch.as_tensor(batch.lengths)
+    start = torch.ones_like(sku, dtype=torch.bool)
+    start[:, 1:] = sku[:, 1:] != sku[:, :-1]
+    last = sku[torch.arange(len(sku)), lengths - 1]
+    return batch, (sku, x[..., 1], x[..., 2]), steps, steps[None, :] < lengths[:, None], start, last
+
+
 def _candidates(data: SplitData, examples: np.ndarray, long_bucket: int, n_dwell: int):
     """Per example: the earlier products' features (E, L, D), which positions are candidates
     (E, L), which candidate is the target (E, L). Each product stands at its last occurrence."""
-    batch = data.batch(examples)
-    x = torch.as_tensor(batch.inputs)
-    sku, activity, dwell = x[..., 0], x[..., 1], x[..., 2]
-    E, L = sku.shape
-    steps = torch.arange(L)
-    lengths = torch.as_tensor(batch.lengths)
-    real = steps[None, :] < lengths[:, None]
-    start = torch.ones_like(sku, dtype=torch.bool)
-    start[:, 1:] = sku[:, 1:] != sku[:, :-1]
-    last = sku[torch.arange(E), lengths - 1]
+    batch, (sku, activity, dwell), steps, real, start, last = _inputs(data, examples)
     age = torch.as_tensor(batch.visits_back()).clamp_min(0).float()  # (E, L)
     decay = DECAY**age * real
     first_of_visit = torch.where(start, steps[None, :], 0).cummax(dim=1).values  # (E, L)
@@ -111,17 +116,9 @@ def _candidates(data: SplitData, examples: np.ndarray, long_bucket: int, n_dwell
 def _switch_features(data: SplitData, examples: np.ndarray, n_dwell: int) -> torch.Tensor:
     """(E, D) per example what predicts whether the next product is a revisit: the first
     N_SWITCH_SEQUENCE features a SKU sequence shows, then the micro-behaviors."""
-    batch = data.batch(examples)
-    x = torch.as_tensor(batch.inputs)
-    sku, activity, dwell = x[..., 0], x[..., 1], x[..., 2]
+    batch, (sku, activity, dwell), steps, real, start, last = _inputs(data, examples)
     E, L = sku.shape
-    steps = torch.arange(L)
-    lengths = torch.as_tensor(batch.lengths)
-    real = steps[None, :] < lengths[:, None]
-    start = torch.ones_like(sku, dtype=torch.bool)
-    start[:, 1:] = sku[:, 1:] != sku[:, :-1]
-    start &= real
-    last = sku[torch.arange(E), lengths - 1]
+    start = start & real
     last_visit = (torch.as_tensor(batch.visits_back()) == 0) & real  # (E, L)
     entry = torch.where(last_visit, steps[None, :], L).min(dim=1).values  # the last visit's first position
     visits, micro = start.sum(dim=1).float(), real.sum(dim=1).float()
