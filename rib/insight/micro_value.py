@@ -184,10 +184,10 @@ def _switch(built: dict, evaluation: EvaluationConfig) -> dict:
     never a revisit here), so the regressions are compared with each other, not with a constant."""
     (train_x, train_y), (x, y) = built["train"], built["validation"]
     result = {"targets": len(y), "revisit_share": float(y.mean()), "train_revisit_share": float(train_y.mean())}
-    ll = {}
+    ll, result["predictors"] = {}, {}
     for name, width in (("logit-sequence", N_SWITCH_SEQUENCE), ("logit-micro", x.shape[1])):
         probability, ll[name] = _log_likelihood(_fit_logistic(train_x[:, :width], train_y), x[:, :width], y)
-        result[name] = {"auc": _auc(probability, y.numpy()), "log_likelihood": float(ll[name].mean())}
+        result["predictors"][name] = {"auc": _auc(probability, y.numpy()), "log_likelihood": float(ll[name].mean())}
     difference = _interval(ll["logit-micro"], ll["logit-sequence"], evaluation.bootstrap, evaluation.bootstrap_seed)
     result["differences"] = {"logit-micro - logit-sequence": difference}
     return result
@@ -330,7 +330,7 @@ def micro_value_markdown(result: dict) -> str:
             "| predictor | AUC | log-likelihood |",
             "|---|---:|---:|",
         ]
-        lines += [f"| {n} | {switch[n]['auc']:.4f} | {switch[n]['log_likelihood']:.4f} |" for n in LOGITS]
+        lines += [f"| {n} | {p['auc']:.4f} | {p['log_likelihood']:.4f} |" for n, p in switch["predictors"].items()]
         lines += ["", "| comparison | Δ log-likelihood |", "|---|---:|"]
         lines += [f"| {name} | {interval_text(d)} |" for name, d in switch["differences"].items()]
     return "\n".join(lines)

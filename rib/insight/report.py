@@ -9,7 +9,6 @@ from pathlib import Path
 
 from rib.artifacts import ArtifactPaths
 from rib.evaluation.comparison import comparison_markdown, difference_text
-from rib.insight.micro_value import LOGITS
 from rib.insight.plots import png_data_uri, training_curve
 
 SECTIONS = (
@@ -121,7 +120,7 @@ def build_report(paths: ArtifactPaths, k: int, title: str = "RIB run report") ->
                 f"{switch['revisit_share']:.1%} revisits (training {switch['train_revisit_share']:.1%}); "
                 "logistic regressions fitted on training; log-likelihood: mean per target.</p>"
             )
-            rows = [[n, f"{switch[n]['auc']:.4f}", f"{switch[n]['log_likelihood']:.4f}"] for n in LOGITS]
+            rows = [[n, f"{p['auc']:.4f}", f"{p['log_likelihood']:.4f}"] for n, p in switch["predictors"].items()]
             parts.append(_table(["predictor", "AUC", "log-likelihood"], rows))
             rows = [[name, difference_text({"d": d}, "d")] for name, d in switch["differences"].items()]
             parts.append(_table(["comparison", "paired difference in log-likelihood [95% interval]"], rows))
