@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -352,6 +354,59 @@ def test_the_explore_shift_weighs_the_explore_half_when_ranking_and_never_in_the
     assert torch.isfinite(shifted[0.0][outside]).all() and torch.isinf(shifted[float("-inf")][outside]).all()
     # a lower shift moves weight from the explore half to the others: those products fall
     assert (shifted[-2.0][outside] < shifted[0.0][outside]).all()
+
+
+def test_the_switch_features_count_the_session_and_the_current_visit_of_each_prefix():
+    from rib.models.repeat import n_switch_features, switch_features
+
+    # (sku, activity, dwell, interval): product 5 (click, specification), 6, 5 again (cart, order), padding
+    x = torch.tensor([[[5, 1, 1, 1], [5, 7, 1, 2], [6, 2, 2, 2], [5, 9, 3, 2], [5, 10, 3, 2], [0, 0, 0, 0]]])
+    features = switch_features(x, activity=True, dwell=True, n_dwell=6)  # (1, T, K)
+    assert features.shape == (1, 6, n_switch_features(True, True, 6))
+    session = features[0, :, :5].expm1().round()  # visits, micro-behaviors, distinct, in this visit, earlier visits
+    assert session.tolist() == [
+        [1, 1, 1, 1, 0],
+        [1, 2, 1, 2, 0],
+        [2, 3, 2, 1, 0],
+        [3, 4, 2, 1, 1],
+        [3, 5, 2, 2, 1],
+        [0, 0, 0, 0, 0],
+    ]
+    assert features[0, :5, 5].tolist() == pytest.approx([1, 1, 1, 2 / 3, 2 / 3])  # distinct products per visit
+    visit = features[0, 4, 6:16].expm1().round()  # the current visit's activities: a cart and an order
+    assert visit.nonzero().squeeze(1).tolist() == [8, 9]
+    assert features[0, 4, 16:26].nonzero().squeeze(1).tolist() == [8]  # it began with the cart
+    assert features[0, 4, 26:28].expm1().round().tolist() == [1, 1]  # carts and orders so far
+    assert features[0, 4, 28:].nonzero().squeeze(1).tolist() == [2]  # its dwell bucket, 3
+    assert torch.all(features[0, 5] == 0)  # padding
+    # Prefix t reads positions <= t only; the SKU input reads the session counts alone.
+    x = random_inputs(B=3, T=9, n_items=6)
+    full = switch_features(x, True, True, 6)
+    for t in range(9):
+        torch.testing.assert_close(full[:, t], switch_features(x[:, : t + 1], True, True, 6)[:, t])
+    assert switch_features(x, False, False, 6).shape[-1] == n_switch_features(False, False, 6) == 6
+
+
+@pytest.mark.parametrize("neighbors", [False, True])
+def test_the_gates_read_the_switch_features_in_the_loss_and_the_scorer_alike(neighbors):
+    model = RIB(RIBConfig(n_items=40, neighbors=neighbors, explore_own=False)).eval()
+    assert torch.all(model.switch_gate.weight == 0)  # the untrained mixture is the one without them
+    with torch.no_grad():
+        model.switch_gate.weight.normal_()
+    prior = torch.softmax(torch.randn(3, 40, generator=torch.Generator().manual_seed(4)), dim=1) if neighbors else None
+    x = random_inputs(B=3, T=7)
+    x[:, 5, 0] = x[:, 2, 0]
+    mask = torch.zeros_like(x[..., 0], dtype=torch.bool)
+    mask[:, 4] = True
+    with torch.no_grad():
+        at_target = None if prior is None else prior[torch.arange(3), x[:, 5, 0]]
+        loss = model.loss(x, mask, x[:, 5, 0], at_target)
+        scores = model.score_all(x[:, :5], torch.full((3,), 5), prior)
+        plain = RIB(dataclasses.replace(model.config, gate_features=False)).eval()
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("switch_gate.")})
+        without = plain.score_all(x[:, :5], torch.full((3,), 5), prior)
+    torch.testing.assert_close(loss, -scores[torch.arange(3), x[:, 5, 0]].mean(), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(scores, without)  # the features move the gates
 
 
 def test_a_checkpoint_written_before_the_repeat_scorer_loads_as_it_was_trained():

@@ -140,11 +140,12 @@ def test_no_weight_decay_on_biases_and_embedding_tables():
         "output.weight",
         "product_repeat.engagement.0.weight",
         "product_repeat.engagement.2.weight",
+        "switch_gate.weight",
     }
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
-def test_the_repeat_scorer_learns_at_its_own_multiple_of_the_learning_rate():
+def test_the_repeat_scorer_and_the_switch_weights_learn_at_their_own_multiple_of_the_learning_rate():
     from rib.models.rib import RIB
     from rib.models.train import make_optimizer
 
@@ -155,10 +156,11 @@ def test_the_repeat_scorer_learns_at_its_own_multiple_of_the_learning_rate():
         return {name: lr[id(p)] for name, p in model.named_parameters()}
 
     shipped = rates()
-    scorer = {name for name in shipped if name.startswith("product_repeat.")}
+    scorer = {name for name in shipped if name.startswith(("product_repeat.", "switch_gate."))}
     assert scorer == {
         "product_repeat.recency",
         *(f"product_repeat.engagement.{i}.{w}" for i in (0, 2) for w in ("weight", "bias")),
+        "switch_gate.weight",  # the gates' weights of the switch features; their other weights are not
     }
     assert all(shipped[name] == pytest.approx(1e-2) for name in scorer)  # 10 x by default
     assert all(lr == pytest.approx(1e-3) for name, lr in shipped.items() if name not in scorer)  # gates included

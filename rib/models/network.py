@@ -13,6 +13,7 @@ instead: only the prefixes that predict a target, each encoded as a session of i
     with `neighbors` as well, a third part: the votes of the session's nearest training sessions
         (V-SKNN, rib.models.baselines.VSessionKNN) as a distribution p_nbr over the catalog,
         (g_r, g_n, g_e) = softmax([W_g o, 0]),  p(y) = g_r p_rep(y) + g_n p_nbr(y) + g_e softmax(logits)_y
+        with `gate_features`, W_g o + V_g φ: φ what tells a revisit (rib.models.repeat.switch_features)
         p_nbr comes from outside the network (`neighbor_prob`): the trainer computes it per target.
     and `explore_loss` adds the explore softmax's own cross-entropy to the loss, with that weight.
     When ranking, the explore part's logit (0 above) is the buffer `explore_shift`, which
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 
 from rib.config import NetworkConfig
 from rib.models.loss import NegativeSampler, linear_cross_entropy, sampled_cross_entropy
+from rib.models.repeat import n_switch_features, switch_features
 from rib.schema import FEATURES, FIRST_SKU_ID, PAD, VARIANTS, VISITS
 
 
@@ -127,6 +129,13 @@ class NextItemNetwork(nn.Module):
             # Added to the explore part's gate logit when ranking, never in the loss: with
             # `explore_ranking: validation` the trainer sets it after each epoch (EXPLORE_SHIFTS).
             self.register_buffer("explore_shift", torch.zeros(()))
+        # With `gate_features` the gates also read what tells a revisit (rib.models.repeat.switch_features),
+        # with weights of their own that start at 0: the untrained mixture is the one without them.
+        self.gate_features = bool(getattr(config, "gate_features", False)) and self.repeat
+        if self.gate_features:
+            self.switch_inputs = ("activity" in uses, "dwell" in uses, config.n_dwell)
+            self.switch_gate = nn.Linear(n_switch_features(*self.switch_inputs), 2 if self.neighbors else 1, bias=False)
+            nn.init.zeros_(self.switch_gate.weight)
         if getattr(config, "tied_output", False):
             self.output_projection = nn.Linear(hidden, config.d_sku)  # o -> d_P, then W_P^T
             self.output_bias = nn.Parameter(torch.zeros(config.n_items))
@@ -150,6 +159,14 @@ class NextItemNetwork(nn.Module):
                 raise ValueError("this network mixes in the session neighbourhood: pass its probabilities")
             parts.append(neighbor_prob.float())
         return parts
+
+    def gates(self, o: Tensor, x: Tensor, index: Tensor) -> Tensor:
+        """(N, P) the gates' logits for the prefixes at the flat positions `index` of x, o (N, H)
+        their states (detached for the gates' own loss)."""
+        logits = self.repeat_gate(o).float()
+        if self.gate_features:
+            logits = logits + self.switch_gate(switch_features(x, *self.switch_inputs).flatten(0, 1)[index]).float()
+        return logits
 
     def embed(self, x: Tensor) -> Tensor:
         """(B, T, F) ids -> (B, T, d_in): the variant's embeddings side by side."""
@@ -224,7 +241,7 @@ class NextItemNetwork(nn.Module):
         rows = sku[index // sku.shape[1]]  # (N, T): the row each target's prefix comes from
         weights = repeat_rows.float()  # (N, T)
         parts = self.session_parts(rows, weights, targets, neighbor_prob)  # each (N,)
-        gate = self.repeat_gate(o).float()  # (N, P)
+        gate = self.gates(o, x, index)  # (N, P)
         explore_log_prob = -nll
         if self.explore_new:  # the softmax over the products outside the prefix: renormalised, 0 inside
             in_prefix = _in_prefix(rows, index % sku.shape[1])  # (N, T) each product of the prefix once
@@ -248,7 +265,7 @@ class NextItemNetwork(nn.Module):
             # on: learned on the training targets themselves, they would trust the explore softmax
             # by how well it recalls those very sessions (overfitting), not by how it generalises.
             fitted = mixture_log_prob(gate.detach(), parts, in_mixture)
-            gate_held = self.repeat_gate(o.detach()).float()
+            gate_held = self.gates(o.detach(), x, index)
             weighed = mixture_log_prob(gate_held, [p.detach() for p in parts], explore_log_prob.detach())
             loss = reduce(-torch.where(held, weighed, fitted))
             explore = reduce(torch.where(held, 0.0, nll))
@@ -295,7 +312,7 @@ class NextItemNetwork(nn.Module):
             return logits, attention
         weights = repeat_rows.float()  # (B, T)
         parts = self.session_parts(x[..., 0], weights, neighbor_prob=neighbor_prob)  # each (B, V)
-        gate = self.repeat_gate(o).float()[:, None, :]  # (B, 1, P)
+        gate = self.gates(o, x, rows * x.shape[1] + last)[:, None, :]  # (B, 1, P)
         if self.explore_new:  # the explore parts rank only the products outside the input
             inside = torch.zeros_like(logits, dtype=torch.bool).scatter(1, x[..., 0], True)
             inside[:, :FIRST_SKU_ID] = False

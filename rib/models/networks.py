@@ -43,6 +43,7 @@ ADDED_LATER = {
     "explore_own": False,
     "explore_pooling": "attention",
     "explore_ranking": "gates",
+    "gate_features": False,
 }
 BUFFERS_ADDED_LATER = {"explore_shift": 0.0}  # weights file entries an older checkpoint lacks
 

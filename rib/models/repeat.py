@@ -15,6 +15,9 @@ dwell, the visit's dwell bucket. With r linear in the distance and e a weighted 
 detail modules and long dwell, this is the fixed rule 0.8^age x (1 + 3 cart + 0.5 detail + [dwell >
 60 s]); here r and e are learned. The weight of product y sits at its last occurrence u <= t (the
 tensors stay (B, T, T): T is a window of `max_len` + 1 micro-behaviors).
+
+Whether the next product is one of the session's at all is the gates' question; `switch_features`
+gives them what tells it, next to the network's state (`gate_features`).
 """
 
 from __future__ import annotations
@@ -67,3 +70,45 @@ class ProductRepeatScorer(nn.Module):
         stands = before[None] & (steps[None, :, None] < next_same[:, None, :])  # (B, t, u)
         weight = weight * stands
         return weight / weight.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+
+
+def switch_features(x: Tensor, activity: bool, dwell: bool, n_dwell: int) -> Tensor:
+    """(B, T, K) what tells whether the next product is one of the session's earlier products,
+    for the prefix ending at each position t: the session so far (log visits, micro-behaviors,
+    distinct products, micro-behaviors of the current visit, earlier visits to the current
+    product; distinct products per visit) and, with activity, the current visit's activities,
+    its entry source and the session's carts and orders; with dwell, its dwell bucket. The gates
+    of the mixture read them next to the network's state (`gate_features`). 0 on padding."""
+    sku = x[..., 0]
+    T = sku.shape[1]
+    steps = torch.arange(T, device=x.device)
+    real = sku != 0
+    start = torch.ones_like(real)
+    start[:, 1:] = sku[:, 1:] != sku[:, :-1]
+    start &= real
+    visit_start = torch.where(start, steps, 0).cummax(dim=1).values  # (B, T) where the current visit began
+    same = sku[:, :, None] == sku[:, None, :]  # (B, t, u)
+    seen = (same & (steps[None, None, :] < steps[None, :, None])).any(dim=2)  # the product came before t
+    again = (same & start[:, None, :] & (steps[None, None, :] < visit_start[:, :, None])).sum(dim=2)
+    visits = start.cumsum(dim=1).float()
+    counts = [visits, real.cumsum(dim=1), (real & ~seen).cumsum(dim=1), steps - visit_start + 1, again]
+    parts = [torch.log1p(torch.stack(counts, dim=-1).float()), (counts[2] / visits.clamp_min(1))[..., None]]
+    if activity:
+        kinds = nn.functional.one_hot(x[..., 1].clamp(0, N_ACTIVITIES), N_ACTIVITIES + 1)[..., 1:].float()  # (B, T, 10)
+        total = kinds.cumsum(dim=1)
+        before_visit = torch.where(
+            visit_start[..., None] > 0, total.gather(1, (visit_start - 1).clamp_min(0)[..., None].expand_as(total)), 0.0
+        )
+        parts += [
+            torch.log1p(total - before_visit),  # the current visit's activities so far
+            kinds.gather(1, visit_start[..., None].expand_as(kinds)),  # its entry source
+            torch.log1p(total[..., -2:]),  # carts and orders in the session so far (codes 9, 10)
+        ]
+    if dwell:
+        buckets = nn.functional.one_hot(x[..., 2].clamp(0, n_dwell - 1), n_dwell)[..., 1:].float()
+        parts.append(buckets.gather(1, visit_start[..., None].expand_as(buckets)))
+    return torch.cat(parts, dim=-1) * real[..., None]
+
+
+def n_switch_features(activity: bool, dwell: bool, n_dwell: int) -> int:
+    return 6 + (2 * N_ACTIVITIES + 2 if activity else 0) + (n_dwell - 1 if dwell else 0)

@@ -480,15 +480,21 @@ def _summarized(ranks: np.ndarray, evaluation: EvaluationConfig, world: int) -> 
     return figures
 
 
+# RIB's parts that read engineered features, with few parameters and reached only through the
+# mixture: the repeat scorer and the gates' weights of the switch features. They learn at
+# `repeat_lr_scale` times the learning rate.
+FAST_PARTS = ("product_repeat.", "switch_gate.")
+
+
 def make_optimizer(model: NextItemNetwork, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW with weight decay on the weight matrices only: never on biases or embedding tables.
-    RIB's repeat scorer (a few hundred parameters, reached only through the mixture) learns at
-    `repeat_lr_scale` times the learning rate; every other parameter at the learning rate."""
+    RIB's FAST_PARTS learn at `repeat_lr_scale` times the learning rate; every other parameter
+    at the learning rate."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     scale = float(getattr(model.config, "repeat_lr_scale", 1.0))
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}  # (lr, weight decay) -> parameters
     for name, p in model.named_parameters():
-        lr = config.learning_rate * (scale if name.startswith("product_repeat.") else 1.0)
+        lr = config.learning_rate * (scale if name.startswith(FAST_PARTS) else 1.0)
         decay = config.weight_decay if p.dim() >= 2 and id(p) not in embeddings else 0.0
         groups.setdefault((lr, decay), []).append(p)
     settings = [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
