@@ -22,8 +22,9 @@ Whether the next product is a revisit at all is the other half of what a repeat 
 gate). Over every target: a logistic regression fitted on training and scored on validation, over
 what a SKU sequence shows (visits, micro-behaviors, distinct products, the last visit's length,
 earlier visits to the current product) and over that plus the micro-behaviors (the last visit's
-activities, entry source and dwell; carts and orders in the session): the AUC of each and the
-paired difference of their log-likelihoods per target.
+activities, entry source and dwell; carts and orders in the session), the very features RIB's
+gates read (`model.gate_features`): the AUC of each and the paired difference of their
+log-likelihoods per target.
 
 Every difference comes with its paired 95% bootstrap interval over the targets.
 """
@@ -37,8 +38,10 @@ import numpy as np
 import torch
 
 from rib.config import EvaluationConfig
+from rib.evaluation.comparison import difference_text
 from rib.evaluation.metrics import evaluation_examples
 from rib.features.dataset import FeatureSet, SplitData
+from rib.models.repeat import switch_features
 from rib.schema import BROWSING_MODULES, CART, CLICK_SOURCES, OOV, ORDER
 
 DECAY = 0.8
@@ -55,24 +58,19 @@ N_SEQUENCE = 4  # the first candidate features are the ones a SKU sequence shows
 N_SWITCH_SEQUENCE = 6  # and the first features of whether the next product is a revisit
 
 
-def _inputs(data: SplitData, examples: np.ndarray) -> tuple:
-    """(batch, (sku, activity, dwell) (E, L) each, steps (L,), real positions (E, L), visit starts
-    (E, L), the current product (E,)) of the examples."""
-    batch = data.batch(examples)
-    x = torch.as_tensor(batch.inputs)
-    sku = x[..., 0]
-    steps = torch.arange(sku.shape[1])
-    lengths = torch.as_tensor(batch.lengths)
-    start = torch.ones_like(sku, dtype=torch.bool)
-    start[:, 1:] = sku[:, 1:] != sku[:, :-1]
-    last = sku[torch.arange(len(sku)), lengths - 1]
-    return batch, (sku, x[..., 1], x[..., 2]), steps, steps[None, :] < lengths[:, None], start, last
-
-
 def _candidates(data: SplitData, examples: np.ndarray, long_bucket: int, n_dwell: int):
     """Per example: the earlier products' features (E, L, D), which positions are candidates
     (E, L), which candidate is the target (E, L). Each product stands at its last occurrence."""
-    batch, (sku, activity, dwell), steps, real, start, last = _inputs(data, examples)
+    batch = data.batch(examples)
+    x = torch.as_tensor(batch.inputs)
+    sku, activity, dwell = x[..., 0], x[..., 1], x[..., 2]
+    E, L = sku.shape
+    steps = torch.arange(L)
+    lengths = torch.as_tensor(batch.lengths)
+    real = steps[None, :] < lengths[:, None]
+    start = torch.ones_like(sku, dtype=torch.bool)
+    start[:, 1:] = sku[:, 1:] != sku[:, :-1]
+    last = sku[torch.arange(E), lengths - 1]
     age = torch.as_tensor(batch.visits_back()).clamp_min(0).float()  # (E, L)
     decay = DECAY**age * real
     first_of_visit = torch.where(start, steps[None, :], 0).cummax(dim=1).values  # (E, L)
@@ -114,29 +112,12 @@ def _candidates(data: SplitData, examples: np.ndarray, long_bucket: int, n_dwell
 
 
 def _switch_features(data: SplitData, examples: np.ndarray, n_dwell: int) -> torch.Tensor:
-    """(E, D) per example what predicts whether the next product is a revisit: the first
-    N_SWITCH_SEQUENCE features a SKU sequence shows, then the micro-behaviors."""
-    batch, (sku, activity, dwell), steps, real, start, last = _inputs(data, examples)
-    E, L = sku.shape
-    start = start & real
-    last_visit = (torch.as_tensor(batch.visits_back()) == 0) & real  # (E, L)
-    entry = torch.where(last_visit, steps[None, :], L).min(dim=1).values  # the last visit's first position
-    visits, micro = start.sum(dim=1).float(), real.sum(dim=1).float()
-    distinct = ((sku[:, :, None] == sku[:, None, :]) & (steps[None, None, :] < steps[None, :, None])).any(dim=2)
-    distinct = (real & ~distinct).sum(dim=1).float()  # positions whose product has not come before
-    again = (start & (sku == last[:, None]) & ~last_visit).sum(dim=1).float()  # earlier visits to the current product
-    counts = torch.stack([(last_visit & (activity == a)).sum(dim=1) for a in range(1, 11)], dim=1).float()
-    return torch.cat(
-        [
-            torch.log1p(torch.stack([visits, micro, distinct, last_visit.sum(dim=1).float(), again], dim=1)),
-            (distinct / visits.clamp_min(1))[:, None],
-            torch.log1p(counts),  # the last visit's activities
-            torch.stack([activity[torch.arange(E), entry] == c for c in CLICK_SOURCES], dim=1).float(),
-            torch.nn.functional.one_hot(dwell[torch.arange(E), entry].clamp(0, n_dwell), n_dwell + 1)[:, 1:].float(),
-            torch.log1p(torch.stack([(real & (activity == a)).sum(dim=1) for a in (CART, ORDER)], dim=1).float()),
-        ],
-        dim=1,
-    )
+    """(E, D) per example what RIB's gates read of whether the next product is a revisit
+    (rib.models.repeat.switch_features at the input's last position): the first
+    N_SWITCH_SEQUENCE features are what a SKU sequence shows, the rest the micro-behaviors."""
+    batch = data.batch(examples)
+    x, lengths = torch.as_tensor(batch.inputs), torch.as_tensor(batch.lengths)
+    return switch_features(x, activity=True, dwell=True, n_dwell=n_dwell + 1)[torch.arange(len(x)), lengths - 1]
 
 
 def _fit_logistic(features: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -318,7 +299,7 @@ def micro_value_markdown(result: dict) -> str:
     lines += ["", "| split | comparison | Δ |", "|---|---|---:|"]
     for split, s in result["splits"].items():
         for name, d in s["differences"].items():
-            lines.append(f"| {split} | {name} | {interval_text(d)} |")
+            lines.append(f"| {split} | {name} | {difference_text({'d': d}, 'd')} |")
     switch = result.get("revisit_switch")
     if switch:
         lines += [
@@ -332,13 +313,8 @@ def micro_value_markdown(result: dict) -> str:
         ]
         lines += [f"| {n} | {p['auc']:.4f} | {p['log_likelihood']:.4f} |" for n, p in switch["predictors"].items()]
         lines += ["", "| comparison | Δ log-likelihood |", "|---|---:|"]
-        lines += [f"| {name} | {interval_text(d)} |" for name, d in switch["differences"].items()]
+        lines += [f"| {name} | {difference_text({'d': d}, 'd')} |" for name, d in switch["differences"].items()]
     return "\n".join(lines)
-
-
-def interval_text(d: dict) -> str:
-    """+0.0012 [-0.0003, +0.0027], with * where the interval excludes 0."""
-    return f"{d['difference']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]{'*' if d['significant'] else ''}"
 
 
 def write_micro_value(features: FeatureSet, evaluation: EvaluationConfig, out: str | Path) -> dict:
