@@ -10,6 +10,12 @@ same test targets (met: the interval excludes 0 on the right side):
 - RIB SKU+Micro-behaviors minus the best baseline (each metric's own) on both;
 - what training adds: RIB minus RIB-untrained (the same mixture at initialization) on both.
 
+The same lines follow on the validation split (the same models, its own targets): a line not met on
+test but clear on validation, or the other way round, is the split's sampling rather than the
+model's. Read them as such: the epochs and the explore shift were chosen there, so what training
+adds is flattered on validation; the differences between inputs much less (each input's choice is
+flattered alike).
+
 Seeds: a target's figure in a fold is the mean over that fold's seeds (rib.evaluation.comparison),
 so the intervals hold the split's sampling, not one initialization's luck: the difference of two
 trainings of the same input on one seed moves by about as much as micro-behaviors add.
@@ -24,11 +30,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from rib import steps
-from rib.config import load_params
+from rib.config import Params, load_params
 from rib.evaluation.comparison import comparison_markdown, difference_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,10 +76,14 @@ def goal_lines(document: dict) -> list[str]:
     return lines
 
 
-def report(log: str, document: dict) -> None:
-    rib = next(r for r in document["results"] if r["model"] == "RIB")
-    print(f"## {log}: {rib['n_test']} test targets, {rib['folds']} folds x {rib['seeds']} seeds")
-    print("\n".join(goal_lines(document)))
+def report(log: str, params: Params, out: Path) -> None:
+    """The goal's lines of a finished run under `out`: on test, then on validation."""
+    runs = steps.benchmark_runs(out)
+    for split in ("test", "validation"):
+        document = steps.comparison_of(params, runs, [*BASELINES, "RIB"], VARIANTS, split)
+        rib = next(r for r in document["results"] if r["model"] == "RIB")
+        print(f"## {log}, {split}: {rib['n_test']} targets, {rib['folds']} folds x {rib['seeds']} seeds")
+        print("\n".join(goal_lines(document)))
 
 
 def main() -> None:
@@ -86,13 +95,12 @@ def main() -> None:
     parser.add_argument("--out", default="bench_out/micro_ladder")
     parser.add_argument("--report", type=Path, help="only print the lines of a finished run (its --out)")
     args = parser.parse_args()
+    params = load_params(args.params)
     if args.report:
         for log in args.logs:
-            finished = args.report / log / "comparison" / "comparison.json"
-            if finished.exists():
-                report(log, json.loads(finished.read_text()))
+            if (args.report / log / "comparison" / "comparison.json").exists():
+                report(log, params, args.report / log)
         return
-    params = load_params(args.params)
     for log in args.logs:
         path, data_format, events_config = LOGS[log]
         if not path.exists():
@@ -111,7 +119,7 @@ def main() -> None:
             log=lambda message: None,
         )
         print(comparison_markdown(document))
-        report(log, document)
+        report(log, params, Path(args.out) / log)
 
 
 if __name__ == "__main__":

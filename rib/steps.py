@@ -234,7 +234,9 @@ def run_baselines(params: Params, paths: ArtifactPaths, names: list[str] | None 
         records.append(record | evaluate_recommender(recommender, features, params, baseline_ranks_file(paths, name)))
     paths.baselines.mkdir(parents=True, exist_ok=True)
     (paths.baselines / "records.json").write_text(json.dumps(records, indent=2) + "\n")
-    return _write_comparison(params, paths.baselines, features, [Run(paths)], [r["model"] for r in records], [])
+    from rib.evaluation.comparison import write_comparison
+
+    return write_comparison(comparison_of(params, [Run(paths)], [r["model"] for r in records], []), paths.baselines)
 
 
 def run_training(
@@ -345,48 +347,64 @@ class Run:
     seed: int = 0
 
 
-def _evaluated(run: Run, models: list[str], variants: list[str]) -> list:
-    """The records and test ranks of the baselines and trained models a run wrote."""
+def _evaluated(run: Run, models: list[str], variants: list[str], split: str = "test") -> list:
+    """The records and ranks of the baselines and trained models a run wrote, on `split`: "test",
+    or "validation" (its figures and ranks stand in for the test's: the same table on the split
+    where the epochs and settings were chosen)."""
     import numpy as np
 
     from rib.evaluation.comparison import UNTRAINED_SUFFIX, Evaluated
 
+    def evaluated(record: dict, ranks_file: Path) -> Evaluated:
+        return Evaluated(record | {"fold": run.fold, "test": record[split]}, np.load(ranks_file)[split])
+
     found = []
     for record in json.loads((run.paths.baselines / "records.json").read_text()):
         if record["model"] in models:
-            ranks = np.load(baseline_ranks_file(run.paths, record["model"]))["test"]
-            found.append(Evaluated(record | {"fold": run.fold}, ranks))
+            found.append(evaluated(record, baseline_ranks_file(run.paths, record["model"])))
     for model, variant in trained_pairs([m for m in models if m in LEARNED_MODELS], variants):
         folder = run.paths.model(model, variant)
         record = json.loads((folder / "metrics.json").read_text())
-        found.append(Evaluated(record | {"fold": run.fold}, np.load(folder / RANKS_FILE)["test"]))
+        found.append(evaluated(record, folder / RANKS_FILE))
         if "untrained" in record:  # a row of its own: "<model>-untrained", what training adds is paired to it
             untrained = {"model": model + UNTRAINED_SUFFIX, "variant": variant, "seed": record["seed"]}
-            untrained |= record["untrained"] | {"fold": run.fold}
-            found.append(Evaluated(untrained, np.load(folder / UNTRAINED_RANKS_FILE)["test"]))
+            found.append(evaluated(untrained | record["untrained"], folder / UNTRAINED_RANKS_FILE))
     return found
 
 
-def _write_comparison(params: Params, out: Path, features, runs: list[Run], models: list[str], variants: list[str]):
-    from rib.evaluation.comparison import build_comparison, write_comparison
+def comparison_of(params: Params, runs: list[Run], models: list[str], variants: list[str], split: str = "test") -> dict:
+    """The comparison document over `runs` (rib.evaluation.comparison.build_comparison), on `split`."""
+    from rib.evaluation.comparison import build_comparison
+    from rib.features.dataset import FeatureSet
 
-    evaluated = [item for run in runs for item in _evaluated(run, models, variants)]
-    document = build_comparison(
-        evaluated, params.evaluation, synthetic=features.synthetic, data=", ".join(params.data.inputs)
-    )
-    return write_comparison(document, out)
+    features = FeatureSet.load(runs[0].paths.features)
+    evaluated = [item for run in runs for item in _evaluated(run, models, variants, split)]
+    data = ", ".join(params.data.inputs)
+    return build_comparison(evaluated, params.evaluation, synthetic=features.synthetic, data=data)
+
+
+def benchmark_runs(out: str | Path) -> list[Run]:
+    """The runs `run_benchmark` wrote under `out` (out/fold<F>/seed<S>), in order."""
+    out = Path(out)
+    paths = ArtifactPaths.under(out)
+    runs = []
+    for fold_dir in sorted(out.glob("fold*"), key=lambda p: int(p.name[4:])):
+        fold = int(fold_dir.name[4:])
+        for seed_dir in sorted(fold_dir.glob("seed*"), key=lambda p: int(p.name[4:])):
+            run = ArtifactPaths.under(seed_dir).replace(ingest=paths.ingest, features=fold_dir / "features")
+            runs.append(Run(run, fold, int(seed_dir.name[4:])))
+    return runs
 
 
 def run_comparison(params: Params, paths: ArtifactPaths, runs: list[Run] | None = None) -> dict:
     """The comparison table from the baselines' and every trained model's records and ranks (over
     `runs`: one per fold and seed in `rib benchmark`), with paired intervals; metrics.json for DVC."""
-    from rib.features.dataset import FeatureSet
+    from rib.evaluation.comparison import write_comparison
 
     experiment = params.experiment
     runs = runs or [Run(paths)]
-    features = FeatureSet.load(runs[0].paths.features)
     models = [*experiment.baselines, *experiment.models]
-    document = _write_comparison(params, paths.comparison, features, runs, models, experiment.variants)
+    document = write_comparison(comparison_of(params, runs, models, experiment.variants), paths.comparison)
     k = params.evaluation.k
     flat = {  # what `dvc metrics show` prints
         f"{row['model']}/{row['variant'] or 'baseline'}": {

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from rib.cli import main
 
 
@@ -63,6 +65,24 @@ def test_benchmark_over_folds_with_a_trained_model(tmp_path, capsys):
     for name in ("ranks.npz", "untrained_ranks.npz"):
         assert (tmp_path / "b" / "fold1" / "seed0" / "models" / "RIB-sku" / name).exists()
     assert "fold 1" in capsys.readouterr().out
+
+    # the same table read back from the run's folders, on test and on validation
+    from rib import steps
+    from rib.config import load_params
+
+    runs = steps.benchmark_runs(tmp_path / "b")
+    assert [(r.fold, r.seed) for r in runs] == [(0, 0), (1, 0)]
+    models, variants = ["S-POP", "Item-KNN", "RIB"], ["sku", "sku_micro"]
+    again = steps.comparison_of(load_params(params), runs, models, variants)
+    assert {(r["model"], r["variant"]): r["mrr@20"] for r in again["results"]} == {
+        key: row["mrr@20"] for key, row in rows.items()
+    }
+    validation = steps.comparison_of(load_params(params), runs, models, variants, "validation")
+    on_validation = {(r["model"], r["variant"]): r for r in validation["results"]}
+    for key, row in on_validation.items():  # its figures are the records' validation figures, paired there
+        assert row["recall@20"] == pytest.approx(rows[key]["validation_recall@20"])
+        assert row["n_test"] != rows[key]["n_test"]  # the validation split's targets, not the test's
+    assert "mrr@20_vs_untrained" in on_validation[("RIB", "sku_micro")]
 
 
 def test_benchmark_tunes_each_learned_model_on_the_logs_validation_split_first(tmp_path, capsys):
