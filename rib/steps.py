@@ -217,6 +217,7 @@ def run_baselines(params: Params, paths: ArtifactPaths, names: list[str] | None 
     """Fit and evaluate every baseline; records.json, each one's ranks, and the baselines' comparison."""
     import time
 
+    from rib.evaluation.comparison import write_comparison
     from rib.features.dataset import FeatureSet
 
     features = FeatureSet.load(paths.features)
@@ -234,8 +235,6 @@ def run_baselines(params: Params, paths: ArtifactPaths, names: list[str] | None 
         records.append(record | evaluate_recommender(recommender, features, params, baseline_ranks_file(paths, name)))
     paths.baselines.mkdir(parents=True, exist_ok=True)
     (paths.baselines / "records.json").write_text(json.dumps(records, indent=2) + "\n")
-    from rib.evaluation.comparison import write_comparison
-
     return write_comparison(comparison_of(params, [Run(paths)], [r["model"] for r in records], []), paths.baselines)
 
 
@@ -375,25 +374,37 @@ def _evaluated(run: Run, models: list[str], variants: list[str], split: str = "t
 def comparison_of(params: Params, runs: list[Run], models: list[str], variants: list[str], split: str = "test") -> dict:
     """The comparison document over `runs` (rib.evaluation.comparison.build_comparison), on `split`."""
     from rib.evaluation.comparison import build_comparison
-    from rib.features.dataset import FeatureSet
+    from rib.features.dataset import load_summary
 
-    features = FeatureSet.load(runs[0].paths.features)
+    synthetic = load_summary(runs[0].paths.features)["synthetic"]
     evaluated = [item for run in runs for item in _evaluated(run, models, variants, split)]
-    data = ", ".join(params.data.inputs)
-    return build_comparison(evaluated, params.evaluation, synthetic=features.synthetic, data=data)
+    return build_comparison(evaluated, params.evaluation, synthetic=synthetic, data=", ".join(params.data.inputs))
+
+
+def _fold_paths(out: Path, fold: int) -> ArtifactPaths:
+    """A benchmark fold's folders: out/fold<F>, sharing the ingest under `out`."""
+    return ArtifactPaths.under(out / f"fold{fold}").replace(ingest=ArtifactPaths.under(out).ingest)
+
+
+def _benchmark_run(out: Path, fold: int, seed: int) -> Run:
+    """One repetition of a benchmark: out/fold<F>/seed<S>, reading its fold's features."""
+    fold_paths = _fold_paths(out, fold)
+    paths = ArtifactPaths.under(out / f"fold{fold}" / f"seed{seed}")
+    return Run(paths.replace(ingest=fold_paths.ingest, features=fold_paths.features), fold, seed)
 
 
 def benchmark_runs(out: str | Path) -> list[Run]:
-    """The runs `run_benchmark` wrote under `out` (out/fold<F>/seed<S>), in order."""
+    """The runs `run_benchmark` wrote under `out`, in order of fold and seed."""
     out = Path(out)
-    paths = ArtifactPaths.under(out)
-    runs = []
-    for fold_dir in sorted(out.glob("fold*"), key=lambda p: int(p.name[4:])):
-        fold = int(fold_dir.name[4:])
-        for seed_dir in sorted(fold_dir.glob("seed*"), key=lambda p: int(p.name[4:])):
-            run = ArtifactPaths.under(seed_dir).replace(ingest=paths.ingest, features=fold_dir / "features")
-            runs.append(Run(run, fold, int(seed_dir.name[4:])))
-    return runs
+
+    def number(folder: Path) -> int:  # fold<F> or seed<S>
+        return int(folder.name.removeprefix("fold").removeprefix("seed"))
+
+    return [
+        _benchmark_run(out, number(fold), number(seed))
+        for fold in sorted(out.glob("fold*"), key=number)
+        for seed in sorted(fold.glob("seed*"), key=number)
+    ]
 
 
 def run_comparison(params: Params, paths: ArtifactPaths, runs: list[Run] | None = None) -> dict:
@@ -516,13 +527,12 @@ def run_benchmark(
     for fold in range(folds):
         split = dataclasses.replace(params.features, split_seed=params.features.split_seed + fold)
         fold_params = dataclasses.replace(params, features=split)
-        fold_paths = ArtifactPaths.under(out / f"fold{fold}").replace(ingest=paths.ingest)
+        fold_paths = _fold_paths(out, fold)
         run_features(fold_params, fold_paths)
         for seed in range(seeds):
             seeded = with_seed(fold_params, fold * seeds + seed)
-            run = ArtifactPaths.under(out / f"fold{fold}" / f"seed{seed}").replace(
-                ingest=paths.ingest, features=fold_paths.features
-            )
+            runs.append(_benchmark_run(out, fold, seed))
+            run = runs[-1].paths
             run_word2vec(seeded, run)
             if tune is not None and not (out / "tuned.json").exists():  # once, on the first fold's validation split
                 (out / "tuned.json").write_text(json.dumps(tune(seeded, run), indent=2) + "\n")
@@ -533,7 +543,6 @@ def run_benchmark(
             for model, variant in trained_pairs(models, variants):
                 log(f"fold {fold}, seed {seed}: training {model} on {variant}")
                 run_training(seeded, run, model, variant, log=log)
-            runs.append(Run(run, fold, seed))
     return run_comparison(params, paths, runs)
 
 

@@ -122,6 +122,10 @@ def load_vocab(features_dir: str | Path) -> dict:
     return json.loads((Path(features_dir) / "vocab.json").read_text())
 
 
+def load_summary(features_dir: str | Path) -> dict:
+    return json.loads((Path(features_dir) / "summary.json").read_text())
+
+
 @dataclass
 class FeatureSet:
     """A features folder: the three splits (memory-mapped), the vocabularies and the summary.
@@ -143,7 +147,7 @@ class FeatureSet:
             validation=SplitData.load(folder, "validation"),
             test=SplitData.load(folder, "test"),
             vocab=load_vocab(folder),
-            summary=json.loads((folder / "summary.json").read_text()),
+            summary=load_summary(folder),
         )
 
     @property
