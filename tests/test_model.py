@@ -341,11 +341,14 @@ def test_the_explore_shift_weighs_the_explore_half_when_ranking_and_never_in_the
     mask = torch.zeros_like(x[..., 0], dtype=torch.bool)
     mask[:, 4] = True
     with torch.no_grad():
-        shifted = dict(model.score_shifted(x, lengths, prior, [0.0, -2.0, float("-inf")]))
+        candidates = [(repeat, explore) for repeat in (0.0, -1.0) for explore in (0.0, -2.0, float("-inf"))]
+        both = dict(model.score_shifted(x, lengths, prior, candidates))
+        shifted = {explore: scores for (repeat, explore), scores in both.items() if repeat == 0.0}
         loss = model.loss(x, mask, x[:, 5, 0], prior[torch.arange(3), x[:, 5, 0]])
-        for shift, scores in shifted.items():
-            model.explore_shift.fill_(shift)
-            torch.testing.assert_close(model.score_all(x, lengths, prior), scores)  # the scorer uses the buffer
+        for (repeat, explore), scores in both.items():
+            model.repeat_shift.fill_(repeat)
+            model.explore_shift.fill_(explore)
+            torch.testing.assert_close(model.score_all(x, lengths, prior), scores)  # the scorer uses the buffers
             torch.testing.assert_close(scores.exp().sum(dim=1), torch.ones(3))  # still a distribution
             assert torch.equal(model.loss(x, mask, x[:, 5, 0], prior[torch.arange(3), x[:, 5, 0]]), loss)
     outside = torch.ones(3, 40, dtype=torch.bool)
@@ -354,6 +357,8 @@ def test_the_explore_shift_weighs_the_explore_half_when_ranking_and_never_in_the
     assert torch.isfinite(shifted[0.0][outside]).all() and torch.isinf(shifted[float("-inf")][outside]).all()
     # a lower shift moves weight from the explore half to the others: those products fall
     assert (shifted[-2.0][outside] < shifted[0.0][outside]).all()
+    # a lower repeat shift moves weight from the session's products to the other parts: the rest rise
+    assert (both[(-1.0, 0.0)][outside] > both[(0.0, 0.0)][outside]).all()
 
 
 def test_the_switch_features_count_the_session_and_the_current_visit_of_each_prefix():

@@ -210,29 +210,43 @@ def test_a_checkpoint_carries_the_optimizer_state_and_its_epoch(deterministic_fe
     assert int(first["step"]) == int(next(iter(result.optimizer_state["state"].values()))["step"]) > 0
 
 
-def test_the_explore_shift_chosen_on_validation_is_the_best_of_its_candidates(deterministic_features, tmp_path):
-    """explore_ranking validation: after each epoch the network ranks with the explore shift whose
-    validation figure is best; the epoch's figures are that shift's, and the checkpoint keeps it."""
+@pytest.mark.parametrize("repeat_ranking", [False, True])
+def test_the_explore_shift_chosen_on_validation_is_the_best_of_its_candidates(
+    deterministic_features, tmp_path, repeat_ranking
+):
+    """explore_ranking validation: after each epoch the network ranks with the explore shift (and
+    with repeat_ranking the repeat part's shift) whose validation figure is best; the epoch's
+    figures are that pair's, and the checkpoint keeps it. Without repeat_ranking the repeat part
+    is never shifted."""
     import math
 
-    from rib.models.train import EXPLORE_SHIFTS, selection_figure
+    from rib.models.train import EXPLORE_SHIFTS, REPEAT_SHIFTS, selection_figure
 
     features = deterministic_features
     config = TrainConfig(epochs=1, batch_size=64, learning_rate=0.01, **QUIET)
-    model_config = sized_for(features, RIBConfig(neighbors=False, hidden=32, explore_ranking="validation"))
+    model_config = sized_for(
+        features, RIBConfig(neighbors=False, hidden=32, explore_ranking="validation", repeat_ranking=repeat_ranking)
+    )
     result = train_network(features, model_config, config, AT_1, log=lambda _: None)
-    model, chosen = result.model, float(result.model.explore_shift)
+    model = result.model
+    chosen = (float(model.repeat_shift), float(model.explore_shift))
     figures = {}
-    for shift in EXPLORE_SHIFTS:
-        model.explore_shift.fill_(shift)
-        figures[shift] = evaluate(lambda batch: score_batch(model, batch), features.validation, AT_1, features.n_items)
+    for repeat in REPEAT_SHIFTS if repeat_ranking else (0.0,):
+        for explore in EXPLORE_SHIFTS:
+            model.repeat_shift.fill_(repeat)
+            model.explore_shift.fill_(explore)
+            scored = evaluate(lambda batch: score_batch(model, batch), features.validation, AT_1, features.n_items)
+            figures[(repeat, explore)] = scored
     by_shift = {shift: selection_figure(f, 1) for shift, f in figures.items()}
     assert len(set(by_shift.values())) > 1  # the candidates rank differently
     assert by_shift[chosen] == max(by_shift.values()) == pytest.approx(selection_figure(result.validation, 1))
-    assert result.history[0]["validation_explore_scale"] == math.exp(chosen)
-    model.explore_shift.fill_(chosen)
+    assert result.history[0]["validation_explore_scale"] == math.exp(chosen[1])
+    assert result.history[0]["validation_repeat_scale"] == math.exp(chosen[0])
+    model.repeat_shift.fill_(chosen[0])
+    model.explore_shift.fill_(chosen[1])
     save_checkpoint(model, tmp_path / "c", features.vocab, {"max_len": 50, "exclude_last_sku": True})
-    assert float(load_checkpoint(tmp_path / "c").model.explore_shift) == chosen
+    reloaded = load_checkpoint(tmp_path / "c").model
+    assert (float(reloaded.repeat_shift), float(reloaded.explore_shift)) == chosen
 
     # A checkpoint written before the setting (no explore_ranking, no shift in its weights) loads
     # as it was trained: the learned gates alone weigh the explore half.
@@ -241,12 +255,14 @@ def test_the_explore_shift_chosen_on_validation_is_the_best_of_its_candidates(de
     from rib.models.checkpoint import CONFIG, WEIGHTS
 
     written = json.loads((tmp_path / "c" / CONFIG).read_text())
-    del written["model"]["explore_ranking"]
+    del written["model"]["explore_ranking"], written["model"]["repeat_ranking"]
     (tmp_path / "c" / CONFIG).write_text(json.dumps(written))
     with np.load(tmp_path / "c" / WEIGHTS) as weights:
-        np.savez(tmp_path / "c" / WEIGHTS, **{k: weights[k] for k in weights.files if k != "explore_shift"})
+        kept = {k: weights[k] for k in weights.files if k not in ("explore_shift", "repeat_shift")}
+        np.savez(tmp_path / "c" / WEIGHTS, **kept)
     older = load_checkpoint(tmp_path / "c").model
     assert float(older.explore_shift) == 0.0 and older.config.explore_ranking == "gates"
+    assert float(older.repeat_shift) == 0.0 and older.config.repeat_ranking is False
     plain = train_network(features, dataclasses.replace(model_config, repeat=False), config, AT_1, log=lambda _: None)
     assert "explore_scale" not in plain.validation  # without the mixture there is no explore part to weigh
 

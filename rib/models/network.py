@@ -17,7 +17,8 @@ instead: only the prefixes that predict a target, each encoded as a session of i
         p_nbr comes from outside the network (`neighbor_prob`): the trainer computes it per target.
     and `explore_loss` adds the explore softmax's own cross-entropy to the loss, with that weight.
     When ranking, the explore part's logit (0 above) is the buffer `explore_shift`, which
-    `explore_ranking: validation` chooses after every epoch on validation (0 otherwise).
+    `explore_ranking: validation` chooses after every epoch on validation (0 otherwise); with
+    `repeat_ranking` the buffer `repeat_shift`, added to the repeat part's logit, is chosen with it.
 
 x holds the features of rib.schema.FEATURES on its last axis (sku, activity, dwell, interval);
 `config.variant` says which of them enter next to the SKU. Padding comes after the real positions,
@@ -26,6 +27,7 @@ so it never enters a prefix.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -84,16 +86,24 @@ def mixture_log_prob(gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor
 
 
 def shifted_mixtures(gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor, shifts: list) -> Iterator[Tensor]:
-    """The scorer's mixture (B, V) for each explore shift s in turn (the explore part's logit, 0 in
-    mixture_log_prob; -inf leaves it out), the session parts' sum computed once:
-    log(Σ_i e^gate_i p_i + e^s p_explore) - log(Σ_i e^gate_i + e^s). gate (B, 1, P), parts and
+    """The scorer's mixture (B, V) for each shift (r, s) in turn: r added to the repeat part's gate
+    logit, s the explore part's logit (0 in mixture_log_prob; -inf leaves it out), the session
+    parts' sum computed once per r (keep shifts of one r together):
+    log(Σ_i e^gate'_i p_i + e^s p_explore) - log(Σ_i e^gate'_i + e^s). gate (B, 1, P), parts and
     explore_log_prob (B, V)."""
     gate = gate.squeeze(1)  # (B, P)
-    parts = [safe_log(p) + g[:, None] for p, g in zip(parts, gate.unbind(-1), strict=False)]
-    sessions = torch.logsumexp(torch.stack(parts), dim=0) if len(parts) > 1 else parts[0]  # (B, V)
-    for shift in shifts:
-        shift = torch.zeros_like(gate[:, :1]) + shift  # (B, 1)
-        norm = torch.logsumexp(torch.cat([gate, shift], dim=-1), dim=-1, keepdim=True)  # (B, 1)
+    logs = [safe_log(p) for p in parts]
+    current = None
+    for repeat, shift in shifts:
+        if current is None or current[0] != float(repeat):
+            shifted = gate.clone()
+            shifted[:, 0] = shifted[:, 0] + repeat  # the repeat part's logit
+            terms = [log_p + g[:, None] for log_p, g in zip(logs, shifted.unbind(-1), strict=False)]
+            sessions = functools.reduce(torch.logaddexp, terms)  # (B, V); pairwise: a stack costs more on CPU
+            current = (float(repeat), shifted, sessions)
+        _, shifted, sessions = current
+        shift = torch.zeros_like(shifted[:, :1]) + shift  # (B, 1)
+        norm = torch.logsumexp(torch.cat([shifted, shift], dim=-1), dim=-1, keepdim=True)  # (B, 1)
         yield torch.logaddexp(sessions, explore_log_prob + shift) - norm
 
 
@@ -129,6 +139,8 @@ class NextItemNetwork(nn.Module):
             # Added to the explore part's gate logit when ranking, never in the loss: with
             # `explore_ranking: validation` the trainer sets it after each epoch (EXPLORE_SHIFTS).
             self.register_buffer("explore_shift", torch.zeros(()))
+            # Added to the repeat part's gate logit when ranking, with `repeat_ranking`, chosen with it.
+            self.register_buffer("repeat_shift", torch.zeros(()))
         # With `gate_features` the gates also read what tells a revisit (rib.models.repeat.switch_features),
         # with weights of their own that start at 0: the untrained mixture is the one without them.
         self.gate_features = bool(getattr(config, "gate_features", False)) and self.repeat
@@ -289,12 +301,13 @@ class NextItemNetwork(nn.Module):
         mixture, attention = self._mixture(x, lengths, neighbor_prob)
         if not self.repeat:
             return mixture, attention  # the logits
-        return next(shifted_mixtures(*mixture, [self.explore_shift])), attention
+        return next(shifted_mixtures(*mixture, [(self.repeat_shift, self.explore_shift)])), attention
 
     def score_shifted(
-        self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None, shifts: list[float]
-    ) -> Iterator[tuple[float, Tensor]]:
-        """The mixture's scores (B, V) for each candidate `explore_shift`, from one forward pass."""
+        self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None, shifts: list[tuple[float, float]]
+    ) -> Iterator[tuple[tuple[float, float], Tensor]]:
+        """The mixture's scores (B, V) for each candidate (`repeat_shift`, `explore_shift`), from one
+        forward pass."""
         if self.config.variant == VISITS:
             x, _, valid = visits_only(x)
             lengths = valid.sum(dim=1)

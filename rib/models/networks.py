@@ -44,8 +44,9 @@ ADDED_LATER = {
     "explore_pooling": "attention",
     "explore_ranking": "gates",
     "gate_features": False,
+    "repeat_ranking": False,
 }
-BUFFERS_ADDED_LATER = {"explore_shift": 0.0}  # weights file entries an older checkpoint lacks
+BUFFERS_ADDED_LATER = {"explore_shift": 0.0, "repeat_shift": 0.0}  # weights file entries an older checkpoint lacks
 
 
 def config_from_dict(name: str, values: dict) -> NetworkConfig:

@@ -264,7 +264,11 @@ def selection_figure(figures: dict, k: int) -> float:
 def _validation_text(figures: dict, k: int) -> str:
     """An epoch's validation figures for the log, with the explore weight's factor where one was chosen."""
     text = f"validation recall@{k} {figures[f'recall@{k}']:.4f} mrr@{k} {figures[f'mrr@{k}']:.4f}"
-    return text + (f", explore weight x{figures['explore_scale']:.3g}" if "explore_scale" in figures else "")
+    if "explore_scale" in figures:
+        text += f", explore weight x{figures['explore_scale']:.3g}"
+    if figures.get("repeat_scale", 1.0) != 1.0:
+        text += f", repeat weight x{figures['repeat_scale']:.3g}"
+    return text
 
 
 def _better(new: dict, best: dict | None, k: int) -> bool:
@@ -429,6 +433,9 @@ def train_network(
 # The shifts of the explore part's gate logit that `explore_ranking: validation` chooses from after
 # each epoch (e^shift times its weight against the other parts; -inf leaves it out).
 EXPLORE_SHIFTS = (2.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0, -6.0, float("-inf"))
+# With `repeat_ranking`, the shifts of the repeat part's gate logit chosen with them (no shift first:
+# it wins a tie).
+REPEAT_SHIFTS = (0.0, -0.5, -1.0, -2.0, 0.5, 1.0)
 
 
 def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig, config: TrainConfig, neighbors):
@@ -439,7 +446,9 @@ def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig
     from rib.evaluation.metrics import evaluation_examples, target_ranks
 
     chosen = model.repeat and getattr(model.config, "explore_ranking", "gates") == "validation"
-    shifts = EXPLORE_SHIFTS if chosen else None  # a network without the mixture has no explore part to weigh
+    repeats = REPEAT_SHIFTS if getattr(model.config, "repeat_ranking", False) else (0.0,)
+    # a network without the mixture has no parts to weigh
+    shifts = [(repeat, explore) for repeat in repeats for explore in EXPLORE_SHIFTS] if chosen else None
     rank, world = distributed_context()
     device = next(model.parameters()).device
     examples = evaluation_examples(features.validation, evaluation)[rank::world]
@@ -455,9 +464,11 @@ def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig
     if shifts is None:
         return figures[None]
     k = evaluation.ks[0]
-    best = max(shifts, key=lambda shift: selection_figure(figures[shift], k))  # the first of equals: the largest
-    model.explore_shift.fill_(best)
-    return figures[best] | {"explore_scale": math.exp(best)}  # its weight's factor (0: left out)
+    best = max(shifts, key=lambda shift: selection_figure(figures[shift], k))  # the first of equals
+    model.repeat_shift.fill_(best[0])
+    model.explore_shift.fill_(best[1])
+    # the factors on the parts' weights (explore 0: left out)
+    return figures[best] | {"explore_scale": math.exp(best[1]), "repeat_scale": math.exp(best[0])}
 
 
 def _summarized(ranks: np.ndarray, evaluation: EvaluationConfig, world: int) -> dict:
