@@ -203,13 +203,14 @@ class RIBConfig(NetworkConfig):
     explore_ranking: str = "validation"
     # With explore_ranking validation: the repeat part's gate logit shifted too, by the best of
     # rib.models.train.REPEAT_SHIFTS, chosen with the explore shift. The gates fit the likelihood,
-    # which weighs the session's own products more than ranking wants (chosen: -1 in most models,
-    # -0.5 to -2 in the rest). Trained with it, 3 folds x 3 seeds, SKU+Micro-behaviors on
+    # which weighs the session's own products more than ranking wants (chosen on JD: -1 or -2 in
+    # 47 of 54 trainings, -0.5 in the rest). Trained with it, 3 folds x 3 seeds, SKU+Micro-behaviors on
     # validation Recall@20 / MRR@20: JD Appliances 0.4435 / 0.1826 -> 0.4437 / 0.1852, JD Computers
     # 0.2972 / 0.1112 -> 0.2992 / 0.1129; every input gains, SKU and Visits as much or more, and
     # training then beats the untrained mixture on every input of both (README: "The repeat part's
-    # weight for ranking"). It ranks validation 54 ways after each epoch instead of 9.
-    repeat_ranking: bool = True
+    # weight for ranking"). Not on by default yet: it ranks validation 54 ways after each epoch
+    # instead of 9, and `make run` took 304 s with it on a fresh clone (five minutes is the limit).
+    repeat_ranking: bool = False
     # With repeat_scorer: its learning rate, times the network's (and the gates' weights of the
     # switch features', `gate_features`). The scorer (a few hundred parameters, rib/models/repeat.py)
     # learns only through the mixture, on the targets the repeat part can reach, and at the
@@ -226,7 +227,8 @@ class RIBConfig(NetworkConfig):
     # (0.67-0.68, `rib micro-value`); with them 0.68-0.70 (README: "The gates read the visit").
     # On the synthetic default data, whose generator has no such signal, it helps the SKU input
     # and not SKU+Micro-behaviors: the benchmark micro_signal.py's target is not met with it
-    # (3 folds x 3 seeds, SKU+Micro − SKU on MRR@20 +0.0008 against +0.0030* without).
+    # (3 folds x 3 seeds, before repeat_ranking: SKU+Micro − SKU on MRR@20 +0.0008 against +0.0030*
+    # without).
     gate_features: bool = True
     recency: bool = False  # a learned bias of the attention by distance to the prefix's end (recency)
     attention_inputs: bool = False  # the attention also reads each position's own input embeddings
