@@ -28,6 +28,7 @@ so it never enters a prefix.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterator
 
 import torch
@@ -93,18 +94,15 @@ def shifted_mixtures(gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor
     explore_log_prob (B, V)."""
     gate = gate.squeeze(1)  # (B, P)
     logs = [safe_log(p) for p in parts]
-    current = None
-    for repeat, shift in shifts:
-        if current is None or current[0] != float(repeat):
-            shifted = gate.clone()
-            shifted[:, 0] = shifted[:, 0] + repeat  # the repeat part's logit
-            terms = [log_p + g[:, None] for log_p, g in zip(logs, shifted.unbind(-1), strict=False)]
-            sessions = functools.reduce(torch.logaddexp, terms)  # (B, V); pairwise: a stack costs more on CPU
-            current = (float(repeat), shifted, sessions)
-        _, shifted, sessions = current
-        shift = torch.zeros_like(shifted[:, :1]) + shift  # (B, 1)
-        norm = torch.logsumexp(torch.cat([shifted, shift], dim=-1), dim=-1, keepdim=True)  # (B, 1)
-        yield torch.logaddexp(sessions, explore_log_prob + shift) - norm
+    for repeat, same_repeat in itertools.groupby(shifts, key=lambda pair: float(pair[0])):
+        shifted = gate.clone()
+        shifted[:, 0] = shifted[:, 0] + repeat  # the repeat part's logit
+        terms = [log_p + g[:, None] for log_p, g in zip(logs, shifted.unbind(-1), strict=False)]
+        sessions = functools.reduce(torch.logaddexp, terms)  # (B, V); pairwise: a stack costs more on CPU
+        for _, shift in same_repeat:
+            shift = torch.zeros_like(shifted[:, :1]) + shift  # (B, 1)
+            norm = torch.logsumexp(torch.cat([shifted, shift], dim=-1), dim=-1, keepdim=True)  # (B, 1)
+            yield torch.logaddexp(sessions, explore_log_prob + shift) - norm
 
 
 class NextItemNetwork(nn.Module):

@@ -262,7 +262,7 @@ def selection_figure(figures: dict, k: int) -> float:
 
 
 def _validation_text(figures: dict, k: int) -> str:
-    """An epoch's validation figures for the log, with the explore weight's factor where one was chosen."""
+    """An epoch's validation figures for the log, with the parts' weight factors where they were chosen."""
     text = f"validation recall@{k} {figures[f'recall@{k}']:.4f} mrr@{k} {figures[f'mrr@{k}']:.4f}"
     if "explore_scale" in figures:
         text += f", explore weight x{figures['explore_scale']:.3g}"
@@ -442,7 +442,8 @@ def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig
     """The validation figures; in a distributed run each rank ranks its share of the examples and
     the counts are summed, so every rank gets the same figures (weighted by each rank's count).
     With `explore_ranking: validation` the network's explore shift is set to the best of
-    EXPLORE_SHIFTS here (by the figure that picks the epoch), and the figures are that shift's."""
+    EXPLORE_SHIFTS here (by the figure that picks the epoch), with `repeat_ranking` jointly with the
+    repeat shift's best of REPEAT_SHIFTS, and the figures are that choice's."""
     from rib.evaluation.metrics import evaluation_examples, target_ranks
 
     chosen = model.repeat and getattr(model.config, "explore_ranking", "gates") == "validation"
