@@ -361,6 +361,41 @@ def test_the_explore_shift_weighs_the_explore_half_when_ranking_and_never_in_the
     assert (both[(-1.0, 0.0)][outside] > both[(0.0, 0.0)][outside]).all()
 
 
+@pytest.mark.parametrize("variant", ["sku_micro", "visits"])
+@pytest.mark.parametrize("neighbors", [True, False])
+def test_the_ranks_of_every_shift_are_the_ranks_of_its_scores(variant, neighbors):
+    """rank_shifted (validation's ranking of every (repeat, explore) pair) gives the ranks that
+    target_ranks gives each pair's scores: the target inside the input or outside it, the last SKU
+    ranked out or not, the target being the last SKU, an unseen target, ties at -inf (products
+    only the explore half reaches, left out)."""
+    from rib.evaluation.metrics import target_ranks
+
+    model = RIB(RIBConfig(n_items=60, repeat=True, neighbors=neighbors, variant=variant, dropout=0.0)).eval()
+    x = random_inputs(B=8, T=9, n_items=30, seed=5)  # products 2..29: 30..59 are never in an input
+    x[:, 2] = x[:, 1]  # a visit of two micro-behaviors
+    lengths = torch.tensor([9, 9, 7, 5, 3, 9, 6, 4])
+    x[torch.arange(9)[None, :] >= lengths[:, None]] = 0  # padding
+    last = x[torch.arange(8), lengths - 1, 0]
+    # inside the input, outside it (in the catalog, never in an input), the last SKU, unseen
+    targets = torch.tensor([int(x[0, 0, 0]), 45, int(x[2, 3, 0]), int(last[3]), 1, 33, int(x[6, 1, 0]), 58])
+    prior = torch.softmax(torch.randn(8, 60, generator=torch.Generator().manual_seed(6)), dim=1)
+    prior[:, 40:] = 0.0  # products the neighbourhood does not vote for: -inf without the explore half
+    prior = prior / prior.sum(dim=1, keepdim=True)
+    prior = prior if neighbors else None
+    shifts = [(repeat, explore) for repeat in (0.0, -1.0, 0.5) for explore in (0.0, -2.0, float("-inf"))]
+    with torch.no_grad():
+        scores = dict(model.score_shifted(x, lengths, prior, shifts))
+        for last_sku in (last, None):
+            ranks = dict(model.rank_shifted(x, lengths, prior, shifts, targets, last_sku))
+            assert list(ranks) == sorted(shifts, key=lambda shift: -shift[1])  # grouped by explore shift
+            for shift in shifts:
+                expected = target_ranks(scores[shift], targets, last_sku)
+                np.testing.assert_array_equal(ranks[shift].numpy(), expected)
+        ranked_out = target_ranks(scores[shifts[0]], targets, last)
+    assert np.isinf(ranked_out[4]) and np.isfinite(ranked_out[[0, 1, 2, 5, 6, 7]]).all()  # 1 is unseen
+    assert ranked_out[3] == 60 - 2 and expected[3] < 60 - 2  # the last SKU as the target: last when ranked out
+
+
 def test_the_switch_features_count_the_session_and_the_current_visit_of_each_prefix():
     from rib.models.repeat import n_switch_features, switch_features
 

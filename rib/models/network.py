@@ -105,6 +105,62 @@ def shifted_mixtures(gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor
             yield torch.logaddexp(sessions, explore_log_prob + shift) - norm
 
 
+def shifted_ranks(
+    gate: Tensor,
+    parts: list[Tensor],
+    explore_log_prob: Tensor,
+    sku: Tensor,
+    shifts: list,
+    targets: Tensor,
+    last_sku: Tensor | None = None,
+) -> Iterator[tuple[tuple[float, float], Tensor]]:
+    """(shift, the targets' pessimistic ranks (B,)) for each shift (r, s) of shifted_mixtures (the
+    same arguments; `sku` (B, T) the input's products, `targets` and `last_sku` (B,) as
+    rib.evaluation.metrics.target_ranks takes them; float64, inf for an unseen target), grouped by
+    explore shift, without scoring the catalog once per pair.
+
+    The repeat part is 0 outside the input's few products, so there a product's score depends on
+    the explore shift alone: the other parts and the explore half are summed once per explore
+    shift (B, V), and each repeat shift costs one comparison with its target's score. The input's
+    products and the target are scored per pair at their (B, T + 1) ids. Scores are compared
+    before their normalisation, which is the same for every product of a row."""
+    gate = gate.squeeze(1)  # (B, P)
+    B, T = sku.shape
+    n_catalog = explore_log_prob.shape[1] - FIRST_SKU_ID
+    logs = [safe_log(p) + g[:, None] for p, g in zip(parts, gate.unbind(-1), strict=False)]  # (B, V) each
+    repeat_log = logs[0]
+    others = functools.reduce(torch.logaddexp, logs[1:]) if len(logs) > 1 else None  # (B, V)
+    first = _in_prefix(sku, torch.full((B,), T - 1, device=sku.device))  # (B, T) each product of the input once
+    known = targets >= FIRST_SKU_ID
+    ids = torch.cat([sku, torch.where(known, targets, FIRST_SKU_ID)[:, None]], dim=1)  # (B, T + 1): the target last
+    others_inputs = first & (sku != targets[:, None])  # the input's products, the target left out
+    target_outside = ~(first & (sku == targets[:, None])).any(dim=1)  # (B,)
+    last_target = torch.zeros_like(known) if last_sku is None else (last_sku >= FIRST_SKU_ID) & (last_sku == targets)
+    ranked_out = torch.zeros_like(first) if last_sku is None else sku == last_sku[:, None]  # (B, T) as if -inf
+    for explore in dict.fromkeys(float(explore) for _, explore in shifts):
+        base = explore_log_prob + explore  # (B, V): the products outside the input score this
+        base = base if others is None else torch.logaddexp(others, base)
+        catalog = base[:, FIRST_SKU_ID:]
+        base_at = base.gather(1, ids)  # (B, T + 1)
+        for repeat in [float(r) for r, e in shifts if float(e) == explore]:
+            # as shifted_mixtures sums: the session parts first, then the explore half
+            sessions = repeat_log.gather(1, ids) + repeat
+            if others is not None:
+                sessions = torch.logaddexp(sessions, others.gather(1, ids))
+            score = torch.logaddexp(sessions, explore_log_prob.gather(1, ids) + explore)  # (B, T + 1)
+            target_score = torch.where(last_target, -torch.inf, score[:, T])[:, None]  # (B, 1)
+            # below the target: every product as it scores outside the input, less the input's
+            # products and the target as they score there, plus the input's as they score
+            below = (catalog < target_score).view(torch.uint8).sum(dim=1, dtype=torch.int32)  # as bytes: faster
+            below = below - (first & (base_at[:, :T] < target_score)).sum(dim=1)
+            below = below - (target_outside & (base_at[:, T] < target_score[:, 0])).long()
+            inputs = score[:, :T].masked_fill(ranked_out, -torch.inf)
+            below = below + (others_inputs & (inputs < target_score)).sum(dim=1)
+            ranks = (n_catalog - below).double()
+            ranks[~known] = torch.inf
+            yield (repeat, explore), ranks
+
+
 class NextItemNetwork(nn.Module):
     def __init__(self, config: NetworkConfig, hidden: int) -> None:
         super().__init__()
@@ -311,6 +367,23 @@ class NextItemNetwork(nn.Module):
             lengths = valid.sum(dim=1)
         mixture, _ = self._mixture(x, lengths, neighbor_prob)
         return zip(shifts, shifted_mixtures(*mixture, shifts), strict=True)
+
+    def rank_shifted(
+        self,
+        x: Tensor,
+        lengths: Tensor,
+        neighbor_prob: Tensor | None,
+        shifts: list[tuple[float, float]],
+        targets: Tensor,
+        last_sku: Tensor | None = None,
+    ) -> Iterator[tuple[tuple[float, float], Tensor]]:
+        """(shift, the targets' ranks (B,)) for each candidate of score_shifted, from one forward
+        pass, without scoring the catalog once per candidate (shifted_ranks)."""
+        if self.config.variant == VISITS:
+            x, _, valid = visits_only(x)
+            lengths = valid.sum(dim=1)
+        mixture, _ = self._mixture(x, lengths, neighbor_prob)
+        return shifted_ranks(*mixture, x[..., 0], shifts, targets, last_sku)
 
     def _mixture(self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None) -> tuple:
         """((gate (B, 1, P), parts, explore log-probabilities (B, V)), attention (B, T)) of the

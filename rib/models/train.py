@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Self
@@ -211,25 +211,34 @@ def is_primary() -> bool:
 def score_batch(model: NextItemNetwork, batch: Batch, bf16: bool = True, neighbors=None) -> np.ndarray:
     """(B, V) scores of `model` for a batch of stored examples, as the contract returns them;
     `neighbors` (a fitted VSessionKNN) for a network that mixes in the session neighbourhood."""
-    return only_products(next(_scored(model, batch, bf16, neighbors, None))[1].cpu().numpy())
+    return only_products(_scores(model, batch, bf16, neighbors).cpu().numpy())
 
 
-@torch.no_grad()
-def _scored(model: NextItemNetwork, batch: Batch, bf16: bool, neighbors, shifts: tuple | None) -> Iterator[tuple]:
-    """(None, scores (B, V) float32 on the model's device); with `shifts`, (shift, scores) for
-    each explore shift of the mixture in turn, from one forward pass."""
+def _on_device(model: NextItemNetwork, batch: Batch, neighbors) -> tuple:
+    """The batch's inputs, lengths and neighbourhood probabilities on the model's device."""
     model.eval()
     device = next(model.parameters()).device
     x, lengths = torch.as_tensor(batch.inputs, device=device), torch.as_tensor(batch.lengths, device=device)
     prior = None if neighbors is None else torch.as_tensor(neighbors.distribution(batch), device=device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and bf16):
-        scored = (
-            [(None, model.score_all(x, lengths, prior))]
-            if shifts is None
-            else model.score_shifted(x, lengths, prior, shifts)
-        )
-        for shift, scores in scored:
-            yield shift, scores.float()
+    return x, lengths, prior
+
+
+@torch.no_grad()
+def _scores(model: NextItemNetwork, batch: Batch, bf16: bool, neighbors) -> torch.Tensor:
+    """(B, V) scores, float32 on the model's device."""
+    x, lengths, prior = _on_device(model, batch, neighbors)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda" and bf16):
+        return model.score_all(x, lengths, prior).float()
+
+
+@torch.no_grad()
+def _ranked(model: NextItemNetwork, batch: Batch, bf16: bool, neighbors, shifts: list, last) -> dict:
+    """shift -> the targets' ranks (B,) on the device under each (repeat, explore) shift of the
+    mixture, from one forward pass (NextItemNetwork.rank_shifted)."""
+    x, lengths, prior = _on_device(model, batch, neighbors)
+    targets = torch.as_tensor(batch.target, device=x.device)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda" and bf16):
+        return dict(model.rank_shifted(x, lengths, prior, shifts, targets, last))
 
 
 PROGRESS_FILE = "progress.pt"
@@ -457,8 +466,11 @@ def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig
     for batch in features.validation.batches(max(16, min(1024, 20_000_000 // features.n_items)), examples):
         targets = torch.as_tensor(batch.target, device=device)
         last = torch.as_tensor(batch.last_sku, device=device) if evaluation.exclude_last_sku else None
-        for shift, scores in _scored(model, batch, config.bf16, neighbors, shifts):  # ranked on the device
-            ranks[shift].append(target_ranks(scores, targets, last))
+        if shifts is None:  # ranked on the device
+            ranks[None].append(target_ranks(_scores(model, batch, config.bf16, neighbors), targets, last))
+            continue
+        for shift, shifted in _ranked(model, batch, config.bf16, neighbors, shifts, last).items():
+            ranks[shift].append(shifted.cpu().numpy())
     figures = {
         shift: _summarized(np.concatenate(r) if r else np.zeros(0), evaluation, world) for shift, r in ranks.items()
     }
