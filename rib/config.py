@@ -208,9 +208,9 @@ class RIBConfig(NetworkConfig):
     # validation Recall@20 / MRR@20: JD Appliances 0.4435 / 0.1826 -> 0.4437 / 0.1852, JD Computers
     # 0.2972 / 0.1112 -> 0.2992 / 0.1129; every input gains, SKU and Visits as much or more, and
     # training then beats the untrained mixture on every input of both (README: "The repeat part's
-    # weight for ranking"). Not on by default yet: it ranks validation 54 ways after each epoch
-    # instead of 9, and `make run` took 304 s with it on a fresh clone (five minutes is the limit).
-    repeat_ranking: bool = False
+    # weight for ranking"). Validation ranks the 54 pairs at about 1.5x the cost of the 9 explore
+    # shifts alone (rib.models.network.shifted_ranks). false: the explore shift alone.
+    repeat_ranking: bool = True
     # With repeat_scorer: its learning rate, times the network's (and the gates' weights of the
     # switch features', `gate_features`). The scorer (a few hundred parameters, rib/models/repeat.py)
     # learns only through the mixture, on the targets the repeat part can reach, and at the

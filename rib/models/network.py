@@ -121,9 +121,10 @@ def shifted_ranks(
 
     The repeat part is 0 outside the input's few products, so there a product's score depends on
     the explore shift alone: the other parts and the explore half are summed once per explore
-    shift (B, V), and each repeat shift costs one comparison with its target's score. The input's
-    products and the target are scored per pair at their (B, T + 1) ids. Scores are compared
-    before their normalisation, which is the same for every product of a row."""
+    shift (B, V), and each repeat shift costs a normalisation and a comparison with its target's
+    score. The input's products and the target are scored per pair at their (B, T + 1) ids. The
+    scores are normalised as shifted_mixtures normalises them, so that products tied there (equal
+    to float32 rounding) are tied here, and ranked pessimistically."""
     gate = gate.squeeze(1)  # (B, P)
     B, T = sku.shape
     n_catalog = explore_log_prob.shape[1] - FIRST_SKU_ID
@@ -143,17 +144,22 @@ def shifted_ranks(
         catalog = base[:, FIRST_SKU_ID:]
         base_at = base.gather(1, ids)  # (B, T + 1)
         for repeat in [float(r) for r, e in shifts if float(e) == explore]:
-            # as shifted_mixtures sums: the session parts first, then the explore half
+            # as shifted_mixtures sums and normalises: the session parts, the explore half, the norm
+            shifted = gate.clone()
+            shifted[:, 0] = shifted[:, 0] + repeat
+            shift = torch.zeros_like(shifted[:, :1]) + explore  # (B, 1)
+            norm = torch.logsumexp(torch.cat([shifted, shift], dim=-1), dim=-1, keepdim=True)  # (B, 1)
             sessions = repeat_log.gather(1, ids) + repeat
             if others is not None:
                 sessions = torch.logaddexp(sessions, others.gather(1, ids))
-            score = torch.logaddexp(sessions, explore_log_prob.gather(1, ids) + explore)  # (B, T + 1)
+            score = torch.logaddexp(sessions, explore_log_prob.gather(1, ids) + explore) - norm  # (B, T + 1)
             target_score = torch.where(last_target, -torch.inf, score[:, T])[:, None]  # (B, 1)
+            outside = base_at - norm
             # below the target: every product as it scores outside the input, less the input's
             # products and the target as they score there, plus the input's as they score
-            below = (catalog < target_score).view(torch.uint8).sum(dim=1, dtype=torch.int32)  # as bytes: faster
-            below = below - (first & (base_at[:, :T] < target_score)).sum(dim=1)
-            below = below - (target_outside & (base_at[:, T] < target_score[:, 0])).long()
+            below = ((catalog - norm) < target_score).view(torch.uint8).sum(dim=1, dtype=torch.int32)  # bytes: faster
+            below = below - (first & (outside[:, :T] < target_score)).sum(dim=1)
+            below = below - (target_outside & (outside[:, T] < target_score[:, 0])).long()
             inputs = score[:, :T].masked_fill(ranked_out, -torch.inf)
             below = below + (others_inputs & (inputs < target_score)).sum(dim=1)
             ranks = (n_catalog - below).double()
