@@ -95,14 +95,24 @@ def shifted_mixtures(gate: Tensor, parts: list[Tensor], explore_log_prob: Tensor
     gate = gate.squeeze(1)  # (B, P)
     logs = [safe_log(p) for p in parts]
     for repeat, same_repeat in itertools.groupby(shifts, key=lambda pair: float(pair[0])):
-        shifted = gate.clone()
-        shifted[:, 0] = shifted[:, 0] + repeat  # the repeat part's logit
+        shifted = _repeat_shifted(gate, repeat)
         terms = [log_p + g[:, None] for log_p, g in zip(logs, shifted.unbind(-1), strict=False)]
         sessions = functools.reduce(torch.logaddexp, terms)  # (B, V); pairwise: a stack costs more on CPU
-        for _, shift in same_repeat:
-            shift = torch.zeros_like(shifted[:, :1]) + shift  # (B, 1)
-            norm = torch.logsumexp(torch.cat([shifted, shift], dim=-1), dim=-1, keepdim=True)  # (B, 1)
-            yield torch.logaddexp(sessions, explore_log_prob + shift) - norm
+        for _, explore in same_repeat:
+            yield torch.logaddexp(sessions, explore_log_prob + explore) - _norm(shifted, explore)
+
+
+def _repeat_shifted(gate: Tensor, repeat: float) -> Tensor:
+    """(B, P) the gates' logits with `repeat` added to the repeat part's."""
+    shifted = gate.clone()
+    shifted[:, 0] = shifted[:, 0] + repeat
+    return shifted
+
+
+def _norm(shifted: Tensor, explore: float) -> Tensor:
+    """(B, 1) log(Σ_i e^gate'_i + e^explore): the mixture's normaliser."""
+    shift = torch.zeros_like(shifted[:, :1]) + explore  # (B, 1)
+    return torch.logsumexp(torch.cat([shifted, shift], dim=-1), dim=-1, keepdim=True)
 
 
 def shifted_ranks(
@@ -128,9 +138,9 @@ def shifted_ranks(
     gate = gate.squeeze(1)  # (B, P)
     B, T = sku.shape
     n_catalog = explore_log_prob.shape[1] - FIRST_SKU_ID
-    logs = [safe_log(p) + g[:, None] for p, g in zip(parts, gate.unbind(-1), strict=False)]  # (B, V) each
-    repeat_log = logs[0]
-    others = functools.reduce(torch.logaddexp, logs[1:]) if len(logs) > 1 else None  # (B, V)
+    repeat_log = safe_log(parts[0])  # (B, V): its gate logit is added per repeat shift
+    logs = [safe_log(p) + g[:, None] for p, g in zip(parts[1:], gate[:, 1:].unbind(-1), strict=False)]
+    others = functools.reduce(torch.logaddexp, logs) if logs else None  # (B, V) the other parts, weighed
     first = _in_prefix(sku, torch.full((B,), T - 1, device=sku.device))  # (B, T) each product of the input once
     known = targets >= FIRST_SKU_ID
     ids = torch.cat([sku, torch.where(known, targets, FIRST_SKU_ID)[:, None]], dim=1)  # (B, T + 1): the target last
@@ -145,11 +155,9 @@ def shifted_ranks(
         base_at = base.gather(1, ids)  # (B, T + 1)
         for repeat in [float(r) for r, e in shifts if float(e) == explore]:
             # as shifted_mixtures sums and normalises: the session parts, the explore half, the norm
-            shifted = gate.clone()
-            shifted[:, 0] = shifted[:, 0] + repeat
-            shift = torch.zeros_like(shifted[:, :1]) + explore  # (B, 1)
-            norm = torch.logsumexp(torch.cat([shifted, shift], dim=-1), dim=-1, keepdim=True)  # (B, 1)
-            sessions = repeat_log.gather(1, ids) + repeat
+            shifted = _repeat_shifted(gate, repeat)
+            norm = _norm(shifted, explore)  # (B, 1)
+            sessions = repeat_log.gather(1, ids) + shifted[:, :1]
             if others is not None:
                 sessions = torch.logaddexp(sessions, others.gather(1, ids))
             score = torch.logaddexp(sessions, explore_log_prob.gather(1, ids) + explore) - norm  # (B, T + 1)
@@ -368,10 +376,7 @@ class NextItemNetwork(nn.Module):
     ) -> Iterator[tuple[tuple[float, float], Tensor]]:
         """The mixture's scores (B, V) for each candidate (`repeat_shift`, `explore_shift`), from one
         forward pass."""
-        if self.config.variant == VISITS:
-            x, _, valid = visits_only(x)
-            lengths = valid.sum(dim=1)
-        mixture, _ = self._mixture(x, lengths, neighbor_prob)
+        mixture, _ = self._mixture_read(x, lengths, neighbor_prob)
         return zip(shifts, shifted_mixtures(*mixture, shifts), strict=True)
 
     def rank_shifted(
@@ -385,11 +390,17 @@ class NextItemNetwork(nn.Module):
     ) -> Iterator[tuple[tuple[float, float], Tensor]]:
         """(shift, the targets' ranks (B,)) for each candidate of score_shifted, from one forward
         pass, without scoring the catalog once per candidate (shifted_ranks)."""
+        mixture, sku = self._mixture_read(x, lengths, neighbor_prob)
+        return shifted_ranks(*mixture, sku, shifts, targets, last_sku)
+
+    def _mixture_read(self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None) -> tuple:
+        """(the mixture's parts as _mixture gives them, the products (B, T') the variant reads: one
+        position per visit for "visits")."""
         if self.config.variant == VISITS:
             x, _, valid = visits_only(x)
             lengths = valid.sum(dim=1)
         mixture, _ = self._mixture(x, lengths, neighbor_prob)
-        return shifted_ranks(*mixture, x[..., 0], shifts, targets, last_sku)
+        return mixture, x[..., 0]
 
     def _mixture(self, x: Tensor, lengths: Tensor, neighbor_prob: Tensor | None) -> tuple:
         """((gate (B, 1, P), parts, explore log-probabilities (B, V)), attention (B, T)) of the

@@ -464,10 +464,10 @@ def validation_figures(model, features: FeatureSet, evaluation: EvaluationConfig
     examples = evaluation_examples(features.validation, evaluation)[rank::world]
     ranks: dict = {shift: [] for shift in shifts or [None]}
     for batch in features.validation.batches(max(16, min(1024, 20_000_000 // features.n_items)), examples):
-        targets = torch.as_tensor(batch.target, device=device)
         last = torch.as_tensor(batch.last_sku, device=device) if evaluation.exclude_last_sku else None
         if shifts is None:  # ranked on the device
-            ranks[None].append(target_ranks(_scores(model, batch, config.bf16, neighbors), targets, last))
+            scores = _scores(model, batch, config.bf16, neighbors)
+            ranks[None].append(target_ranks(scores, torch.as_tensor(batch.target, device=device), last))
             continue
         for shift, shifted in _ranked(model, batch, config.bf16, neighbors, shifts, last).items():
             ranks[shift].append(shifted.cpu().numpy())
