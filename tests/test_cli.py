@@ -1,6 +1,8 @@
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,6 +85,22 @@ def test_benchmark_over_folds_with_a_trained_model(tmp_path, capsys):
         assert row["recall@20"] == pytest.approx(rows[key]["validation_recall@20"])
         assert row["n_test"] != rows[key]["n_test"]  # the validation split's targets, not the test's
     assert "mrr@20_vs_untrained" in on_validation[("RIB", "sku_micro")]
+
+    # benchmarks/micro_parts.py reads the same checkpoints part by part: its "all targets" figure is
+    # the model's own MRR@20, its catalog figure that of the revisit targets alone
+    script = Path(__file__).parents[1] / "benchmarks" / "micro_parts.py"
+    spec = importlib.util.spec_from_file_location("micro_parts", script)
+    micro_parts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(micro_parts)
+    parts, gates = micro_parts.figures_of(tmp_path / "b", "validation", variants, 20)
+    for variant in variants:
+        found = parts[variant]
+        folds = on_validation[("RIB", variant)]["per_fold"]  # its folds' targets side by side
+        pooled = sum(f["mrr@20"] * f["n"] for f in folds) / sum(f["n"] for f in folds)
+        assert found["all targets"].mean() == pytest.approx(pooled, abs=1e-6)
+        assert (found["catalog"] <= found["all targets"] + 1e-9).all() and found["catalog"].sum() > 0
+        assert gates[variant].sum() == pytest.approx(1.0)
+    assert (parts["sku"]["neighbours"] == parts["sku_micro"]["neighbours"]).all()  # one neighbourhood for both
 
 
 def test_benchmark_tunes_each_learned_model_on_the_logs_validation_split_first(tmp_path, capsys):
