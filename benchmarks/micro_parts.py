@@ -21,7 +21,7 @@ Also printed: the mean gate of each part (rep, nbr, exp) under the chosen shifts
 
     .venv/bin/python benchmarks/micro_parts.py DIR [--split validation|test] [--variants visits sku sku_micro]
 
-Reads the checkpoints; trains nothing. About a minute per model on JD Appliances on this machine.
+Reads the checkpoints; trains nothing: a few seconds per model on JD Appliances on this machine.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from rib import steps
 from rib.config import EvaluationConfig
 from rib.evaluation.metrics import evaluation_examples, target_ranks
 from rib.features.dataset import FeatureSet
-from rib.insight.micro_value import _candidates, _interval, _reciprocal_ranks
+from rib.insight.micro_value import _candidates, _interval, _reciprocal_ranks, long_dwell_bucket
 from rib.models.checkpoint import load_checkpoint
-from rib.models.network import shifted_mixtures
+from rib.models.network import _repeat_shifted, shifted_mixtures
 
 SCORERS = ("repeat", "neighbours", "explore", "mixture", "catalog", "all targets")
 RULES = ("micro-count", "engagement")  # rib micro-value's fixed rules, for scale (the same for every input)
@@ -54,8 +54,7 @@ def reciprocal_ranks(
     shift = (float(model.repeat_shift), float(model.explore_shift))
     data = features.split(split)
     examples = evaluation_examples(data, EvaluationConfig())
-    edges = features.vocab["dwell_edges"]
-    long_bucket = min(range(len(edges)), key=lambda i: abs(edges[i] - 60.0)) + 2 if edges else 2
+    long_bucket, _ = long_dwell_bucket(features.vocab["dwell_edges"])
     found, gates = {name: [] for name in SCORERS + RULES}, []
     for i in range(0, len(examples), 1024):
         chunk = examples[i : i + 1024]
@@ -79,9 +78,9 @@ def reciprocal_ranks(
         reciprocal = torch.where(ranks <= k, 1.0 / ranks, 0.0)
         found["catalog"].append(torch.where(target.any(dim=1), reciprocal, 0.0).numpy())
         found["all targets"].append(reciprocal.numpy())
-        explore = torch.full_like(gate[:, 0, :1], shift[1])  # the explore part's logit: its shift (0 in the loss)
-        logits = torch.cat([gate[:, 0, :1] + shift[0], gate[:, 0, 1:], explore], dim=1)  # (B, 3): rep, nbr, exp
-        gates.append(torch.softmax(logits, dim=1))
+        shifted = _repeat_shifted(gate.squeeze(1), shift[0])  # (B, 2): rep, nbr as the scorer weighs them
+        explore = torch.full_like(shifted[:, :1], shift[1])  # the explore part's logit: its shift (0 in the loss)
+        gates.append(torch.softmax(torch.cat([shifted, explore], dim=1), dim=1))  # (B, 3): rep, nbr, exp
     weights = torch.cat(gates).mean(dim=0).numpy()
     return {name: np.concatenate(values) for name, values in found.items()}, weights
 

@@ -58,6 +58,13 @@ N_SEQUENCE = 4  # the first candidate features are the ones a SKU sequence shows
 N_SWITCH_SEQUENCE = 6  # and the first features of whether the next product is a revisit
 
 
+def long_dwell_bucket(edges: list[float]) -> tuple[int, int]:
+    """(the first dwell bucket counted as a long dwell, the index of its edge): the buckets above the
+    edge nearest 60 s (bucket ids start at 2; without edges every bucket is 2 and none is long)."""
+    nearest = min(range(len(edges)), key=lambda i: abs(edges[i] - 60.0)) if edges else 0
+    return (nearest + 2 if edges else 2), nearest
+
+
 def _candidates(data: SplitData, examples: np.ndarray, long_bucket: int, n_dwell: int):
     """Per example: the earlier products' features (E, L, D), which positions are candidates
     (E, L), which candidate is the target (E, L). Each product stands at its last occurrence."""
@@ -225,8 +232,7 @@ def _interval(ours: np.ndarray, theirs: np.ndarray, resamples: int, seed: int) -
 def micro_value(features: FeatureSet, evaluation: EvaluationConfig, max_examples: int = 200_000) -> dict:
     """The diagnostic on the training and validation splits of a features folder."""
     edges = features.vocab["dwell_edges"]
-    nearest = min(range(len(edges)), key=lambda i: abs(edges[i] - 60.0)) if edges else 0
-    long_bucket = nearest + 2 if edges else 2  # buckets above the edge nearest 60 s
+    long_bucket, nearest = long_dwell_bucket(edges)
     n_dwell = features.n_dwell_buckets
     k = evaluation.k
     rng = np.random.default_rng(evaluation.bootstrap_seed)
