@@ -11,15 +11,28 @@ leaves it out), as `rib micro-value` ranks them by its rules. Scorers:
 - mixture:     the mixture as the model ranks (its chosen repeat and explore shifts)
 - catalog:     the same mixture over the whole catalog: the revisited product's reciprocal rank among
                every product, new ones included (what the revisit targets give MRR@k)
+- new, catalog: the other targets, a product new to the input: its reciprocal rank in the catalog
+               (catalog + new, catalog = all targets)
+- new, outside the input: the same target ranked among the products outside the input alone (the
+               input's own products left out): how the explore half and the neighbourhood rank the
+               new products, whatever weight the gates put on the input's own. The gap to "new,
+               catalog" is what the input's products, ranked above a new target, cost it.
 - all targets: MRR@k itself (new products' targets too)
+- Recall@k, revisits / new: whether the target is in the top k of the catalog (1 or 0), split the
+               same way; the two sum to Recall@k
 
-Each is a reciprocal rank per target (0 past k; 0 for a target that is not a revisit), summed over
-the split's targets and divided by all of them: what it is worth in MRR@k. A target's figure in a
-fold is the mean over that fold's seeds (the comparison's rule), folds side by side; each input's
-difference to SKU is paired on the same targets, with a 95% bootstrap interval, * where it excludes 0.
-Also printed: the mean gate of each part (rep, nbr, exp) under the chosen shifts.
+Each is a reciprocal rank per target (0 past k; 0 for a target the row does not cover), summed over
+the split's targets and divided by all of them: what it is worth in MRR@k (pooled over the folds'
+targets; the comparison's headline figure is the mean of the folds'). A target's figure in a fold is
+the mean over that fold's seeds (the comparison's rule), folds side by side; each input's
+difference to SKU (`--against` another input) is paired on the same targets, with a 95% bootstrap
+interval, * where it excludes 0.
+Also printed: the mean gate of each part (rep, nbr, exp) under the chosen shifts, and how well the
+mixture's probability mass on the input's earlier products tells a revisit (AUC over the targets,
+each fold's seeds' mass averaged; `rib micro-value` fits logistic regressions to the same question).
 
     .venv/bin/python benchmarks/micro_parts.py DIR [--split validation|test] [--variants visits sku sku_micro]
+        [--against sku]
 
 Reads the checkpoints; trains nothing: a few seconds per model on JD Appliances on this machine.
 """
@@ -36,12 +49,14 @@ from rib import steps
 from rib.config import EvaluationConfig
 from rib.evaluation.metrics import evaluation_examples, target_ranks
 from rib.features.dataset import FeatureSet
-from rib.insight.micro_value import _candidates, _interval, _reciprocal_ranks, long_dwell_bucket
+from rib.insight.micro_value import _auc, _candidates, _interval, _reciprocal_ranks, long_dwell_bucket
 from rib.models.checkpoint import load_checkpoint
 from rib.models.network import _repeat_shifted, shifted_mixtures
 
-SCORERS = ("repeat", "neighbours", "explore", "mixture", "catalog", "all targets")
+SCORERS = ("repeat", "neighbours", "explore", "mixture", "catalog", "new, catalog", "new, outside the input")
+SCORERS += ("all targets", "Recall@k, revisits", "Recall@k, new")
 RULES = ("micro-count", "engagement")  # rib micro-value's fixed rules, for scale (the same for every input)
+SWITCH = ("mass", "revisit")  # per target: the mixture's mass on the input's earlier products; whether it is a revisit
 
 
 @torch.no_grad()
@@ -55,7 +70,7 @@ def reciprocal_ranks(
     data = features.split(split)
     examples = evaluation_examples(data, EvaluationConfig())
     long_bucket, _ = long_dwell_bucket(features.vocab["dwell_edges"])
-    found, gates = {name: [] for name in SCORERS + RULES}, []
+    found, gates = {name: [] for name in SCORERS + RULES + SWITCH}, []
     for i in range(0, len(examples), 1024):
         chunk = examples[i : i + 1024]
         rules, _, candidate, target = _candidates(data, chunk, long_bucket, features.n_dwell_buckets)
@@ -74,10 +89,20 @@ def reciprocal_ranks(
             ("mixture", scores),
         ):
             found[name].append(_reciprocal_ranks(score.gather(1, sku).float(), candidate, target, k))
-        ranks = torch.as_tensor(target_ranks(scores.numpy(), batch.target, batch.last_sku))
-        reciprocal = torch.where(ranks <= k, 1.0 / ranks, 0.0)
-        found["catalog"].append(torch.where(target.any(dim=1), reciprocal, 0.0).numpy())
-        found["all targets"].append(reciprocal.numpy())
+        revisit = target.any(dim=1).numpy()  # (B,)
+        inputs = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, x[..., 0], True)  # (B, V) the input's products
+        outside = scores.masked_fill(inputs, -torch.inf)  # the products new to the input alone
+        ranks, ranks_outside = (target_ranks(r.numpy(), batch.target, batch.last_sku) for r in (scores, outside))
+        reciprocal, reciprocal_outside = (np.where(r <= k, 1.0 / r, 0.0) for r in (ranks, ranks_outside))
+        found["Recall@k, revisits"].append((revisit & (ranks <= k)).astype(np.float64))
+        found["Recall@k, new"].append((~revisit & (ranks <= k)).astype(np.float64))
+        found["catalog"].append(np.where(revisit, reciprocal, 0.0))
+        found["new, catalog"].append(np.where(revisit, 0.0, reciprocal))
+        found["new, outside the input"].append(np.where(revisit, 0.0, reciprocal_outside))
+        found["all targets"].append(reciprocal)
+        mass = (scores.gather(1, sku).exp() * candidate).sum(dim=1)  # (B,) on the earlier products (not the current)
+        found["mass"].append(mass.numpy())
+        found["revisit"].append(revisit.astype(np.float64))
         shifted = _repeat_shifted(gate.squeeze(1), shift[0])  # (B, 2): rep, nbr as the scorer weighs them
         explore = torch.full_like(shifted[:, :1], shift[1])  # the explore part's logit: its shift (0 in the loss)
         gates.append(torch.softmax(torch.cat([shifted, explore], dim=1), dim=1))  # (B, 3): rep, nbr, exp
@@ -97,7 +122,7 @@ def figures_of(out: Path, split: str, variants: list[str], k: int) -> tuple[dict
         for variant in variants:
             folders = [run.paths.model("RIB", variant) for run in in_fold]
             per_seed = [reciprocal_ranks(folder, features, split, k) for folder in folders if folder.exists()]
-            for name in SCORERS + RULES if per_seed else ():
+            for name in SCORERS + RULES + SWITCH if per_seed else ():
                 figures.setdefault(variant, {}).setdefault(name, []).append(
                     np.mean([found[name] for found, _ in per_seed], axis=0)
                 )
@@ -111,29 +136,36 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="a finished benchmark's folder (fold*/seed*/models)")
     parser.add_argument("--split", default="validation", choices=["validation", "test"])
     parser.add_argument("--variants", nargs="+", default=["visits", "sku", "sku_micro"])
+    parser.add_argument("--against", default="sku", help="the input every other is paired against")
     parser.add_argument("--k", type=int, default=20)
     args = parser.parse_args()
     evaluation = EvaluationConfig()
     figures, gates = figures_of(args.out, args.split, args.variants, args.k)
     variants = [v for v in args.variants if v in figures]
-    against = [v for v in variants if v != "sku"] if "sku" in figures else []
+    reference = args.against
+    against = [v for v in variants if v != reference] if reference in figures else []
     n = len(figures[variants[0]]["all targets"])
-    print(f"{args.out}, {args.split}: {n} targets; MRR@{args.k} contribution, and minus SKU (paired 95% interval)\n")
-    print("| scorer | " + " | ".join(variants) + "".join(f" | {v} - sku" for v in against) + " |")
+    print(
+        f"{args.out}, {args.split}: {n} targets; MRR@{args.k} contribution (Recall@{args.k}'s where named), "
+        f"and minus {reference} (paired 95% interval)\n"
+    )
+    print("| scorer | " + " | ".join(variants) + "".join(f" | {v} - {reference}" for v in against) + " |")
     print("|---" * (1 + len(variants) + len(against)) + "|")
     for name in SCORERS:
         cells = [f"{figures[v][name].mean():.4f}" for v in variants]
         for v in against:
-            d = _interval(figures[v][name], figures["sku"][name], evaluation.bootstrap, evaluation.bootstrap_seed)
+            d = _interval(figures[v][name], figures[reference][name], evaluation.bootstrap, evaluation.bootstrap_seed)
             cells.append(
                 f"{d['difference']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]{'*' if d['significant'] else ''}"
             )
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name.replace('@k', f'@{args.k}')} | " + " | ".join(cells) + " |")
     print(
         "| mean gates rep / nbr / exp | "
         + " | ".join(" / ".join(f"{g:.3f}" for g in gates[v]) for v in variants)
         + " |"
     )
+    aucs = ", ".join(f"{v} {_auc(figures[v]['mass'], figures[v]['revisit']):.3f}" for v in variants)
+    print(f"\nrevisit or not, AUC of the mixture's mass on the input's earlier products: {aucs}")
     some = figures[variants[0]]
     d = _interval(some["engagement"], some["micro-count"], evaluation.bootstrap, evaluation.bootstrap_seed)
     rules = ", ".join(f"{name} {some[name].mean():.4f}" for name in RULES)

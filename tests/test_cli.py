@@ -87,7 +87,8 @@ def test_benchmark_over_folds_with_a_trained_model(tmp_path, capsys):
     assert "mrr@20_vs_untrained" in on_validation[("RIB", "sku_micro")]
 
     # benchmarks/micro_parts.py reads the same checkpoints part by part: its "all targets" figure is
-    # the model's own MRR@20, its catalog figure that of the revisit targets alone
+    # the model's own MRR@20, split between the revisit targets ("catalog") and the new products';
+    # a new product ranked among the products outside the input alone can only rank higher
     script = Path(__file__).parents[1] / "benchmarks" / "micro_parts.py"
     spec = importlib.util.spec_from_file_location("micro_parts", script)
     micro_parts = importlib.util.module_from_spec(spec)
@@ -98,7 +99,15 @@ def test_benchmark_over_folds_with_a_trained_model(tmp_path, capsys):
         folds = on_validation[("RIB", variant)]["per_fold"]  # its folds' targets side by side
         pooled = sum(f["mrr@20"] * f["n"] for f in folds) / sum(f["n"] for f in folds)
         assert found["all targets"].mean() == pytest.approx(pooled, abs=1e-6)
+        recall = sum(f["recall@20"] * f["n"] for f in folds) / sum(f["n"] for f in folds)
+        assert (found["Recall@k, revisits"] + found["Recall@k, new"]).mean() == pytest.approx(recall, abs=1e-6)
         assert (found["catalog"] <= found["all targets"] + 1e-9).all() and found["catalog"].sum() > 0
+        assert found["catalog"] + found["new, catalog"] == pytest.approx(found["all targets"])
+        assert (found["catalog"][found["revisit"] == 0] == 0).all() and found["new, catalog"].sum() > 0
+        outside = found["new, outside the input"]
+        assert (outside >= found["new, catalog"] - 1e-9).all() and outside.sum() > found["new, catalog"].sum()
+        assert ((found["mass"] >= 0) & (found["mass"] <= 1 + 1e-5)).all()
+        assert found["mass"][found["revisit"] == 1].mean() > found["mass"][found["revisit"] == 0].mean()
         assert gates[variant].sum() == pytest.approx(1.0)
     assert (parts["sku"]["neighbours"] == parts["sku_micro"]["neighbours"]).all()  # one neighbourhood for both
 
