@@ -63,7 +63,8 @@ SWITCH = ("mass", "revisit")  # per target: the mixture's mass on the input's ea
 def reciprocal_ranks(
     folder: Path, features: FeatureSet, split: str, k: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """scorer -> (E,) reciprocal ranks of one trained model; and its mean gates (3,)."""
+    """name -> (E,) per-target figures of one trained model (each scorer's reciprocal rank, the
+    Recall@k hits, the rules', the mass on the input's products, whether a revisit); its mean gates (3,)."""
     checkpoint = load_checkpoint(folder)
     model = checkpoint.model
     shift = (float(model.repeat_shift), float(model.explore_shift))
