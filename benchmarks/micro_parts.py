@@ -47,14 +47,18 @@ import torch
 
 from rib import steps
 from rib.config import EvaluationConfig
+from rib.evaluation.comparison import per_target
 from rib.evaluation.metrics import evaluation_examples, target_ranks
 from rib.features.dataset import FeatureSet
 from rib.insight.micro_value import _auc, _candidates, _interval, _reciprocal_ranks, long_dwell_bucket
 from rib.models.checkpoint import load_checkpoint
 from rib.models.network import _repeat_shifted, shifted_mixtures
 
-SCORERS = ("repeat", "neighbours", "explore", "mixture", "catalog", "new, catalog", "new, outside the input")
-SCORERS += ("all targets", "Recall@k, revisits", "Recall@k, new")
+SCORERS = (
+    *("repeat", "neighbours", "explore", "mixture"),  # the revisits, ranked among the input's products
+    *("catalog", "new, catalog", "new, outside the input", "all targets"),  # MRR@k, split by target
+    *("Recall@k, revisits", "Recall@k, new"),
+)
 RULES = ("micro-count", "engagement")  # rib micro-value's fixed rules, for scale (the same for every input)
 SWITCH = ("mass", "revisit")  # per target: the mixture's mass on the input's earlier products; whether it is a revisit
 
@@ -93,14 +97,16 @@ def reciprocal_ranks(
         revisit = target.any(dim=1).numpy()  # (B,)
         inputs = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, x[..., 0], True)  # (B, V) the input's products
         outside = scores.masked_fill(inputs, -torch.inf)  # the products new to the input alone
-        ranks, ranks_outside = (target_ranks(r.numpy(), batch.target, batch.last_sku) for r in (scores, outside))
-        reciprocal, reciprocal_outside = (np.where(r <= k, 1.0 / r, 0.0) for r in (ranks, ranks_outside))
-        found["Recall@k, revisits"].append((revisit & (ranks <= k)).astype(np.float64))
-        found["Recall@k, new"].append((~revisit & (ranks <= k)).astype(np.float64))
+        catalog, new_only = (
+            per_target(target_ranks(r.numpy(), batch.target, batch.last_sku), k) for r in (scores, outside)
+        )
+        reciprocal, hit = catalog[f"mrr@{k}"], catalog[f"recall@{k}"]
         found["catalog"].append(np.where(revisit, reciprocal, 0.0))
         found["new, catalog"].append(np.where(revisit, 0.0, reciprocal))
-        found["new, outside the input"].append(np.where(revisit, 0.0, reciprocal_outside))
+        found["new, outside the input"].append(np.where(revisit, 0.0, new_only[f"mrr@{k}"]))
         found["all targets"].append(reciprocal)
+        found["Recall@k, revisits"].append(np.where(revisit, hit, 0.0))
+        found["Recall@k, new"].append(np.where(revisit, 0.0, hit))
         mass = (scores.gather(1, sku).exp() * candidate).sum(dim=1)  # (B,) on the earlier products (not the current)
         found["mass"].append(mass.numpy())
         found["revisit"].append(revisit.astype(np.float64))
