@@ -9,7 +9,6 @@ from rib.evaluation.metrics import evaluate
 from rib.features.build import build_features
 from rib.features.dataset import Batch, FeatureSet
 from rib.models.baselines import ItemKNN, Pop, SessionKNN, SessionPop, VSessionKNN, keep_k_largest
-from rib.schema import FIRST_SKU_ID
 
 ALL_TRAIN = FeatureConfig(validation_fraction=0.0, test_fraction=0.0)
 
@@ -123,21 +122,3 @@ def test_v_sknn_weighs_each_product_by_its_last_visit_decayed_per_visit_back(tin
     assert isinstance(loaded, VSessionKNN) and loaded.decay == 0.7 and loaded.k == knn.k
     np.testing.assert_array_equal(loaded.score(batch), knn.score(batch))
     assert knn.chosen_on_validation["decay"] in VSessionKNN.DECAYS and SessionKNN(EvaluationConfig()).decay == "linear"
-
-
-def test_the_neighbourhood_hands_its_votes_over_in_row_order(tiny):
-    """RIB adds the votes to row-ordered tensors: on scipy's column order every validation pass's
-    torch.logaddexp took up to five times as long. The same votes either way."""
-    features, ids = tiny
-    a, b, c = ids["A"], ids["B"], ids["C"]
-    sku = np.array([[a, b, 0], [c, c, a]])
-    batch = Batch(
-        inputs=np.stack([sku] + [np.zeros_like(sku)] * 3, axis=-1), lengths=np.array([2, 3]), target=np.array([c, b])
-    )
-    knn = VSessionKNN(EvaluationConfig()).fit(features)
-    votes, distribution, scores = knn.votes(batch), knn.distribution(batch), knn.score(batch)
-    for array in (votes, distribution, scores):
-        assert array.shape == (2, features.n_items) and array.flags["C_CONTIGUOUS"]
-    np.testing.assert_array_equal(votes, knn.similarities(batch) @ knn.sessions)
-    np.testing.assert_allclose(distribution.sum(axis=1), 1.0)  # both inputs have neighbours
-    np.testing.assert_array_equal(scores[:, FIRST_SKU_ID:], votes[:, FIRST_SKU_ID:])

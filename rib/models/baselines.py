@@ -193,18 +193,12 @@ class SessionKNN:
             similarity[np.arange(len(similarity)), own_session] = 0.0  # leave the session itself out
         return keep_k_largest(similarity, self.k)  # the k most similar sessions of each input
 
-    def votes(self, batch: Batch) -> np.ndarray:
-        """(B, V) each product's votes from the input's neighbours, in row order: scipy's product of
-        a dense and a sparse matrix is column-ordered, and every (B, V) operation on it later (a
-        comparison per row, a torch.logaddexp with a row-ordered tensor) took up to five times longer."""
-        return np.ascontiguousarray(self.similarities(batch) @ self.sessions)
-
     def score(self, batch: Batch) -> np.ndarray:
-        return only_products(self.votes(batch))
+        return only_products(self.similarities(batch) @ self.sessions)  # (B, V): each neighbour votes
 
     def distribution(self, batch: Batch) -> np.ndarray:
         """(B, V) the votes as probabilities over the catalog (a row of 0 where no session is similar)."""
-        votes = self.votes(batch)
+        votes = np.asarray(self.similarities(batch) @ self.sessions)  # (B, V)
         votes[:, :FIRST_SKU_ID] = 0.0
         return votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-12)
 
